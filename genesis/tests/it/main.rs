@@ -1,0 +1,180 @@
+//! Genesis validation, hashing and generation.
+
+use tally_genesis::{
+    ConsensusParams, DEV_ACCOUNTS, DEV_BALANCE, Genesis, GenesisAccount, GenesisError, dev_genesis,
+    dev_keys, generate_testnet, layout,
+};
+use tally_ledger::{SecretKey, StateReader, Store};
+
+fn sample() -> Genesis {
+    dev_genesis(1337, &SecretKey::from_seed("genesis-test-validator"))
+}
+
+#[test]
+fn dev_genesis_is_valid_and_funds_the_dev_accounts() {
+    let g = sample();
+    g.validate().expect("valid");
+    assert_eq!(g.accounts.len(), DEV_ACCOUNTS);
+    assert_eq!(g.total_supply(), DEV_BALANCE * DEV_ACCOUNTS as u128);
+    assert_eq!(dev_keys()[0].address(), g.accounts[0].address);
+}
+
+#[test]
+fn every_mistake_gets_a_clear_error() {
+    let mut g = sample();
+    g.validators.clear();
+    assert!(matches!(g.validate(), Err(GenesisError::NoValidators)));
+
+    let mut g = sample();
+    g.validators.push(g.validators[0].clone());
+    let err = g.validate().unwrap_err();
+    assert!(matches!(err, GenesisError::DuplicateValidator { .. }));
+    assert!(err.to_string().contains("listed twice"), "{err}");
+
+    let mut g = sample();
+    g.validators[0].power = 0;
+    assert!(matches!(g.validate(), Err(GenesisError::ZeroPower { .. })));
+
+    let mut g = sample();
+    g.validators[0].address = dev_keys()[0].address();
+    let err = g.validate().unwrap_err();
+    assert!(matches!(err, GenesisError::AddressMismatch { .. }));
+    assert!(
+        err.to_string().contains("does not match its public key"),
+        "{err}"
+    );
+
+    let mut g = sample();
+    g.accounts.push(GenesisAccount {
+        address: dev_keys()[5].address(),
+        balance: u128::MAX,
+    });
+    assert!(matches!(
+        g.validate(),
+        Err(GenesisError::DuplicateAccount(_))
+    ));
+
+    let mut g = sample();
+    g.accounts.push(GenesisAccount {
+        address: SecretKey::from_seed("rich").address(),
+        balance: u128::MAX,
+    });
+    assert!(matches!(g.validate(), Err(GenesisError::SupplyOverflow)));
+
+    let mut g = sample();
+    g.validators[0].power = u64::MAX;
+    g.validators.push({
+        let k = SecretKey::from_seed("second");
+        tally_genesis::GenesisValidator {
+            name: "b".into(),
+            address: k.address(),
+            public_key: k.public_key(),
+            power: 1,
+        }
+    });
+    assert!(matches!(g.validate(), Err(GenesisError::PowerOverflow)));
+
+    let mut g = sample();
+    g.chain_id = 0;
+    assert!(matches!(g.validate(), Err(GenesisError::ZeroChainId)));
+
+    let mut g = sample();
+    g.genesis_time = "yesterday".into();
+    assert!(matches!(g.validate(), Err(GenesisError::BadTime(_))));
+
+    let mut g = sample();
+    g.consensus.max_block_bytes = 10;
+    assert!(matches!(
+        g.validate(),
+        Err(GenesisError::BadParam {
+            name: "max_block_bytes",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn hash_ignores_formatting_and_listing_order_but_not_content() {
+    let g = sample();
+    let mut reordered = g.clone();
+    reordered.accounts.reverse();
+    assert_eq!(g.hash(), reordered.hash());
+    let compact: Genesis =
+        serde_json::from_str(&serde_json::to_string(&g).expect("json")).expect("parse");
+    assert_eq!(compact.hash(), g.hash());
+
+    let mut changed = g.clone();
+    changed.accounts[3].balance += 1;
+    assert_ne!(changed.hash(), g.hash());
+    let mut changed = g.clone();
+    changed.consensus.min_fee += 1;
+    assert_ne!(changed.hash(), g.hash());
+    let mut changed = g.clone();
+    changed.chain_id += 1;
+    assert_ne!(changed.hash(), g.hash());
+}
+
+#[test]
+fn file_round_trip_and_parse_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("genesis.json");
+    let g = sample();
+    g.save(&path).expect("save");
+    assert_eq!(Genesis::load(&path).expect("load"), g);
+
+    std::fs::write(&path, "{ \"chain_id\": 1 }").expect("write");
+    let err = Genesis::load(&path).unwrap_err();
+    assert!(matches!(err, GenesisError::Parse { .. }), "{err}");
+    let mut value: serde_json::Value = serde_json::to_value(&g).expect("json");
+    value["surprise"] = serde_json::json!(1);
+    std::fs::write(&path, value.to_string()).expect("write");
+    assert!(
+        Genesis::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("surprise")
+    );
+}
+
+#[test]
+fn testnet_generates_homes_sharing_one_genesis() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let testnet =
+        generate_testnet(4, 42, ConsensusParams::default(), dir.path()).expect("generate");
+    assert_eq!(testnet.homes.len(), 4);
+    assert_eq!(testnet.genesis.validators.len(), 4);
+    for (home, key) in testnet.homes.iter().zip(&testnet.validator_keys) {
+        let genesis = Genesis::load(&home.join(layout::GENESIS_FILE)).expect("genesis");
+        assert_eq!(genesis.hash(), testnet.genesis.hash());
+        let loaded = SecretKey::load(&home.join(layout::VALIDATOR_KEY_FILE)).expect("key");
+        assert_eq!(loaded.address(), key.address());
+        assert!(
+            genesis
+                .validators
+                .iter()
+                .any(|v| v.address == key.address())
+        );
+    }
+    // Never overwrites existing keys.
+    assert!(generate_testnet(4, 42, ConsensusParams::default(), dir.path()).is_err());
+}
+
+#[test]
+fn store_initialises_from_genesis_and_refuses_another() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = sample();
+    {
+        let store = Store::open(dir.path(), &g.state()).expect("open");
+        assert_eq!(store.tip().expect("tip").hash, g.hash());
+        assert_eq!(
+            store
+                .account(&dev_keys()[0].address())
+                .expect("acct")
+                .balance,
+            DEV_BALANCE
+        );
+    }
+    let mut other = g.clone();
+    other.chain_id += 1;
+    assert!(Store::open(dir.path(), &other.state()).is_err());
+}

@@ -1,0 +1,356 @@
+//! Executing transfers: building a block from candidates and verifying a
+//! proposed block, both ending in an [`ExecutedBlock`] ready to commit.
+//!
+//! The rules: the chain id matches, the nonce equals the sender's next nonce,
+//! the fee is at least the genesis minimum and the balance covers amount plus
+//! fee. The fee goes to the block's proposer, so no block changes the total
+//! supply.
+
+use std::collections::HashMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::TreeUpdateBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, Commit, Header, last_commit_hash, merkle_root};
+use crate::crypto::{Address, Hash};
+use crate::error::{BlockError, StoreError, TxError};
+use crate::state::{Account, StateReader};
+use crate::store::Store;
+use crate::tx::{SignedTransaction, VerifiedTransaction};
+
+/// The chain-wide rules execution needs (from genesis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecParams {
+    pub chain_id: u64,
+    pub min_fee: u128,
+    pub max_block_txs: usize,
+    pub max_block_bytes: usize,
+}
+
+/// The outcome of one transaction in a block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Receipt {
+    pub status: TxStatus,
+    #[serde(with = "crate::serde_u128")]
+    pub fee_paid: u128,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    Success,
+    /// Left out of the block; committed blocks never hold rejected transactions.
+    Rejected {
+        error: String,
+    },
+}
+
+impl Receipt {
+    pub fn rejected(error: &TxError) -> Receipt {
+        Receipt {
+            status: TxStatus::Rejected {
+                error: error.to_string(),
+            },
+            fee_paid: 0,
+        }
+    }
+}
+
+/// A block whose transactions have been applied to the latest state, with
+/// everything the store writes when it commits.
+#[derive(Debug)]
+pub struct ExecutedBlock {
+    pub block: Block,
+    pub receipts: Vec<Receipt>,
+    /// Ids and recovered senders of the block's transactions, in block order.
+    pub tx_hashes: Vec<Hash>,
+    pub senders: Vec<Address>,
+    pub(crate) changes: Vec<(Address, Account)>,
+    pub(crate) tree: TreeUpdateBatch,
+}
+
+impl ExecutedBlock {
+    /// Every account the block changed, sorted by address.
+    pub fn changed_accounts(&self) -> &[(Address, Account)] {
+        &self.changes
+    }
+}
+
+/// The header fields a proposer chooses; the rest follow from the store and
+/// the transactions.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    pub time: u64,
+    pub proposer: Address,
+    pub validators_hash: Hash,
+    pub last_commit: Option<Commit>,
+}
+
+/// Accounts as changed so far by a block, over the committed state.
+struct Overlay<'a, S> {
+    base: &'a S,
+    changed: HashMap<Address, Account>,
+}
+
+impl<'a, S: StateReader> Overlay<'a, S> {
+    fn new(base: &'a S) -> Self {
+        Overlay {
+            base,
+            changed: HashMap::new(),
+        }
+    }
+
+    fn get(&self, address: &Address) -> Result<Account, StoreError> {
+        match self.changed.get(address) {
+            Some(account) => Ok(*account),
+            None => self.base.account(address),
+        }
+    }
+
+    /// Applies one verified transfer, or leaves the overlay untouched and
+    /// says why not. `Err(Ok(_))` is a store failure, not the tx's fault.
+    fn apply(
+        &mut self,
+        params: &ExecParams,
+        tx: &VerifiedTransaction,
+        proposer: &Address,
+    ) -> Result<Result<Receipt, TxError>, StoreError> {
+        let body = tx.tx();
+        let sender = tx.sender();
+        if body.chain_id != params.chain_id {
+            return Ok(Err(TxError::WrongChainId {
+                expected: params.chain_id,
+                got: body.chain_id,
+            }));
+        }
+        if body.fee < params.min_fee {
+            return Ok(Err(TxError::FeeTooLow {
+                min: params.min_fee,
+                got: body.fee,
+            }));
+        }
+        let mut from = self.get(&sender)?;
+        if body.nonce != from.nonce {
+            let (expected, got) = (from.nonce, body.nonce);
+            return Ok(Err(if got < expected {
+                TxError::NonceTooLow {
+                    sender,
+                    expected,
+                    got,
+                }
+            } else {
+                TxError::NonceGap {
+                    sender,
+                    expected,
+                    got,
+                }
+            }));
+        }
+        let Some(cost) = body.cost() else {
+            return Ok(Err(TxError::CostOverflow));
+        };
+        if from.balance < cost {
+            return Ok(Err(TxError::InsufficientBalance {
+                sender,
+                available: from.balance,
+                needed: cost,
+            }));
+        }
+        from.balance -= cost;
+        from.nonce += 1;
+        // Stage the debit and both credits, then apply all three or none.
+        // Credits read through the staged values, so that transfers to
+        // oneself or to the proposer add up.
+        let mut staged = vec![(sender, from)];
+        for (address, credit) in [(body.to, body.amount), (*proposer, body.fee)] {
+            let current = match staged.iter().find(|(a, _)| *a == address) {
+                Some((_, account)) => *account,
+                None => self.get(&address)?,
+            };
+            // Supply is bounded by genesis, so this cannot overflow; if it
+            // ever could, refusing the tx keeps the state consistent.
+            let Some(balance) = current.balance.checked_add(credit) else {
+                return Ok(Err(TxError::BalanceOverflow));
+            };
+            let updated = Account { balance, ..current };
+            match staged.iter_mut().find(|(a, _)| *a == address) {
+                Some(slot) => slot.1 = updated,
+                None => staged.push((address, updated)),
+            }
+        }
+        self.changed.extend(staged);
+        Ok(Ok(Receipt {
+            status: TxStatus::Success,
+            fee_paid: body.fee,
+        }))
+    }
+
+    fn into_changes(self) -> Vec<(Address, Account)> {
+        let mut changes: Vec<_> = self.changed.into_iter().collect();
+        changes.sort_unstable_by_key(|(address, _)| *address);
+        changes
+    }
+}
+
+/// Builds the next block on top of the store's tip from `candidates`, in the
+/// order given, skipping any that are invalid against the state so far or
+/// that would exceed the block limits. Returns the block and the skipped
+/// transactions with their reasons (so the mempool can drop them).
+pub fn build_block<'a>(
+    store: &Store,
+    params: &ExecParams,
+    proposal: Proposal,
+    candidates: impl IntoIterator<Item = &'a VerifiedTransaction>,
+) -> Result<(ExecutedBlock, Vec<(Hash, TxError)>), StoreError> {
+    let tip = store.tip()?;
+    let mut overlay = Overlay::new(store);
+    let mut included: Vec<&VerifiedTransaction> = Vec::new();
+    let mut receipts = Vec::new();
+    let mut skipped = Vec::new();
+    let mut bytes = 0usize;
+    for tx in candidates {
+        if included.len() == params.max_block_txs {
+            break;
+        }
+        if bytes + tx.encoded_len() > params.max_block_bytes {
+            continue;
+        }
+        match overlay.apply(params, tx, &proposal.proposer)? {
+            Ok(receipt) => {
+                bytes += tx.encoded_len();
+                included.push(tx);
+                receipts.push(receipt);
+            }
+            Err(error) => skipped.push((tx.hash(), error)),
+        }
+    }
+    let height = tip.height + 1;
+    let changes = overlay.into_changes();
+    let (state_root, tree) = store.state_update(&changes, height)?;
+    let tx_hashes: Vec<Hash> = included.iter().map(|tx| tx.hash()).collect();
+    let header = Header {
+        chain_id: params.chain_id,
+        height,
+        time: proposal.time,
+        prev_hash: tip.hash,
+        tx_root: merkle_root(&tx_hashes),
+        state_root,
+        proposer: proposal.proposer,
+        validators_hash: proposal.validators_hash,
+        last_commit_hash: last_commit_hash(proposal.last_commit.as_ref()),
+    };
+    let block = Block {
+        header,
+        txs: included.iter().map(|tx| tx.signed().clone()).collect(),
+        last_commit: proposal.last_commit,
+    };
+    let senders = included.iter().map(|tx| tx.sender()).collect();
+    Ok((
+        ExecutedBlock {
+            block,
+            receipts,
+            tx_hashes,
+            senders,
+            changes,
+            tree,
+        },
+        skipped,
+    ))
+}
+
+/// Re-executes a proposed block on top of the store's tip and checks
+/// everything the ledger can: chain id, height, parent, limits, every
+/// transaction, the transaction root, the last-commit hash and the state root.
+/// Who proposed it, when, and whether its commit certificate is valid are
+/// consensus questions, checked by the node.
+///
+/// `verify_tx` turns each transaction into a verified one; pass
+/// [`SignedTransaction::verify`] or a lookup that reuses senders recovered
+/// earlier (at mempool admission) and falls back to verifying.
+pub fn verify_block(
+    store: &Store,
+    params: &ExecParams,
+    block: Block,
+    mut verify_tx: impl FnMut(&SignedTransaction) -> Result<VerifiedTransaction, TxError>,
+) -> Result<ExecutedBlock, BlockError> {
+    let tip = store.tip()?;
+    let header = &block.header;
+    if header.chain_id != params.chain_id {
+        return Err(BlockError::WrongChainId {
+            expected: params.chain_id,
+            got: header.chain_id,
+        });
+    }
+    if header.height != tip.height + 1 {
+        return Err(BlockError::WrongHeight {
+            expected: tip.height + 1,
+            got: header.height,
+        });
+    }
+    if header.prev_hash != tip.hash {
+        return Err(BlockError::WrongPrevHash {
+            expected: tip.hash,
+            got: header.prev_hash,
+        });
+    }
+    if block.txs.len() > params.max_block_txs {
+        return Err(BlockError::TooManyTxs {
+            count: block.txs.len(),
+            max: params.max_block_txs,
+        });
+    }
+    let computed = last_commit_hash(block.last_commit.as_ref());
+    if header.last_commit_hash != computed {
+        return Err(BlockError::WrongLastCommitHash {
+            computed,
+            got: header.last_commit_hash,
+        });
+    }
+
+    let mut overlay = Overlay::new(store);
+    let mut receipts = Vec::with_capacity(block.txs.len());
+    let mut tx_hashes = Vec::with_capacity(block.txs.len());
+    let mut senders = Vec::with_capacity(block.txs.len());
+    let mut bytes = 0usize;
+    for (index, signed) in block.txs.iter().enumerate() {
+        let invalid = |hash, error| BlockError::InvalidTx { index, hash, error };
+        let tx = verify_tx(signed).map_err(|error| invalid(signed.hash(), error))?;
+        bytes += tx.encoded_len();
+        if bytes > params.max_block_bytes {
+            return Err(BlockError::TooManyBytes {
+                bytes,
+                max: params.max_block_bytes,
+            });
+        }
+        let receipt = overlay
+            .apply(params, &tx, &header.proposer)?
+            .map_err(|error| invalid(tx.hash(), error))?;
+        receipts.push(receipt);
+        tx_hashes.push(tx.hash());
+        senders.push(tx.sender());
+    }
+    let tx_root = merkle_root(&tx_hashes);
+    if header.tx_root != tx_root {
+        return Err(BlockError::WrongTxRoot {
+            computed: tx_root,
+            got: header.tx_root,
+        });
+    }
+    let changes = overlay.into_changes();
+    let (state_root, tree) = store.state_update(&changes, header.height)?;
+    if header.state_root != state_root {
+        return Err(BlockError::WrongStateRoot {
+            computed: state_root,
+            got: header.state_root,
+        });
+    }
+    Ok(ExecutedBlock {
+        block,
+        receipts,
+        tx_hashes,
+        senders,
+        changes,
+        tree,
+    })
+}

@@ -1,0 +1,62 @@
+//! The Tally ledger: everything about accounts and blocks except how
+//! validators agree on them.
+//!
+//! - [`crypto`]: keccak256, EIP-55 addresses, secp256k1 keys and recoverable
+//!   signatures, key files.
+//! - [`tx`]: transfers, their sign bytes and a bounded decoder.
+//! - [`block`]: headers, blocks, commit certificates, the transaction Merkle root.
+//! - [`execution`]: building and verifying blocks against the state.
+//! - [`state`]: accounts and the authenticated state tree (jmt).
+//! - [`store`]: RocksDB tables, with one atomic write per committed block.
+//! - [`mempool`]: verified transactions waiting for a block.
+
+pub mod block;
+pub mod crypto;
+pub mod error;
+pub mod execution;
+pub mod mempool;
+pub mod state;
+pub mod store;
+pub mod tx;
+
+pub use block::{Block, Commit, CommitSig, Header, merkle_root};
+pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
+pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
+pub use execution::{
+    ExecParams, ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block,
+};
+pub use mempool::{AddError, Mempool, MempoolConfig};
+pub use state::{Account, AccountProof, StateReader, verify_account_proof};
+pub use store::{ChainTip, GenesisState, Store, TxLocation, TxRecord};
+pub use tx::{SignedTransaction, Transaction, VerifiedTransaction};
+
+/// Serde for `u128` amounts as decimal strings (JSON numbers lose precision
+/// past 2^53 in most clients); numbers are accepted on input too.
+pub mod serde_u128 {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        struct AmountVisitor;
+        impl serde::de::Visitor<'_> for AmountVisitor {
+            type Value = u128;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative integer amount, as a decimal string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<u128, E> {
+                s.parse()
+                    .map_err(|_| E::custom(format!("invalid amount {s:?}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u128, E> {
+                Ok(n.into())
+            }
+            fn visit_u128<E: serde::de::Error>(self, n: u128) -> Result<u128, E> {
+                Ok(n)
+            }
+        }
+        d.deserialize_any(AmountVisitor)
+    }
+}

@@ -1,0 +1,432 @@
+//! The RocksDB store: blocks, indexes, receipts, accounts and the state tree.
+//!
+//! Column families are typed tables with big-endian integer keys (so byte
+//! order is numeric order) and borsh values. Committing a block writes the
+//! block, its receipts, its indexes, every changed account and the new
+//! state-tree nodes in one atomic, fsync'd `WriteBatch`: after a crash the
+//! store holds either all of a block or none of it.
+
+use std::path::{Path, PathBuf};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::block::Block;
+use crate::crypto::{Address, Hash};
+use crate::error::StoreError;
+use crate::execution::{ExecutedBlock, Receipt};
+use crate::state::{Account, AccountProof, StateReader, TreeHasher, account_key};
+
+const CF_BLOCKS: &str = "blocks";
+const CF_BLOCK_HASHES: &str = "block_hashes";
+const CF_TX_INDEX: &str = "tx_index";
+const CF_RECEIPTS: &str = "receipts";
+const CF_ACCOUNTS: &str = "accounts";
+const CF_META: &str = "meta";
+const CF_TREE_NODES: &str = "tree_nodes";
+const CF_TREE_VALUES: &str = "tree_values";
+
+const COLUMN_FAMILIES: [&str; 8] = [
+    CF_BLOCKS,
+    CF_BLOCK_HASHES,
+    CF_TX_INDEX,
+    CF_RECEIPTS,
+    CF_ACCOUNTS,
+    CF_META,
+    CF_TREE_NODES,
+    CF_TREE_VALUES,
+];
+
+const META_GENESIS_HASH: &[u8] = b"genesis_hash";
+const META_TIP: &[u8] = b"tip";
+
+/// What the store needs of the genesis: its hash (to refuse a database of
+/// another chain) and the initial balances.
+#[derive(Clone, Debug)]
+pub struct GenesisState {
+    pub hash: Hash,
+    pub accounts: Vec<(Address, u128)>,
+}
+
+/// The latest committed point of the chain. At height 0 (nothing but
+/// genesis), `hash` is the genesis hash, which block 1 names as its parent.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct ChainTip {
+    pub height: u64,
+    pub hash: Hash,
+    pub state_root: Hash,
+}
+
+/// Where a committed transaction is: block height and index in the block.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct TxLocation {
+    pub height: u64,
+    pub index: u32,
+}
+
+/// A committed transaction with its location and receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRecord {
+    pub tx: crate::tx::SignedTransaction,
+    pub location: TxLocation,
+    pub receipt: Receipt,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    genesis_hash: Hash,
+}
+
+fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    borsh::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
+    borsh::to_vec(value).expect("borsh encoding into a Vec cannot fail")
+}
+
+/// The key of the tree's root node at `version`.
+fn root_key(version: Version) -> NodeKey {
+    NodeKey::new(version, std::iter::empty().collect::<NibblePath>())
+}
+
+fn tree_value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(&key_hash.0);
+    key[32..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` for the chain of
+    /// `genesis`. A new store is initialised with the genesis accounts; an
+    /// existing one must belong to the same genesis.
+    pub fn open(path: &Path, genesis: &GenesisState) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            genesis_hash: genesis.hash,
+        };
+        match store.get_meta(META_GENESIS_HASH)? {
+            Some(found) => {
+                let found: Hash = decode("genesis hash", &found)?;
+                if found != genesis.hash {
+                    return Err(StoreError::GenesisMismatch {
+                        path: path.display().to_string(),
+                        expected: genesis.hash,
+                        found,
+                    });
+                }
+            }
+            None => store.init_genesis(genesis)?,
+        }
+        Ok(store)
+    }
+
+    fn init_genesis(&self, genesis: &GenesisState) -> Result<(), StoreError> {
+        let mut changes: Vec<(Address, Account)> = Vec::with_capacity(genesis.accounts.len());
+        for (address, balance) in &genesis.accounts {
+            changes.push((
+                *address,
+                Account {
+                    nonce: 0,
+                    balance: *balance,
+                },
+            ));
+        }
+        let (state_root, tree) = self.state_update(&changes, 0)?;
+        let mut batch = WriteBatch::default();
+        self.write_state(&mut batch, &changes, tree);
+        batch.put_cf(self.cf(CF_META), META_GENESIS_HASH, encode(&genesis.hash));
+        let tip = ChainTip {
+            height: 0,
+            hash: genesis.hash,
+            state_root,
+        };
+        batch.put_cf(self.cf(CF_META), META_TIP, encode(&tip));
+        self.write(batch)?;
+        tracing::info!(genesis = %genesis.hash, %state_root, accounts = changes.len(), "initialised store from genesis");
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created when the store opens")
+    }
+
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META), key)?)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// The latest committed height, block hash and state root.
+    pub fn tip(&self) -> Result<ChainTip, StoreError> {
+        let bytes = self.get_meta(META_TIP)?.ok_or(StoreError::Corrupt {
+            what: "chain tip",
+            detail: "missing".into(),
+        })?;
+        decode("chain tip", &bytes)
+    }
+
+    pub fn latest_height(&self) -> Result<u64, StoreError> {
+        Ok(self.tip()?.height)
+    }
+
+    pub fn block_by_height(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_BLOCKS), height.to_be_bytes())?
+            .map(|bytes| decode("block", &bytes))
+            .transpose()
+    }
+
+    pub fn height_by_hash(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_BLOCK_HASHES), hash.0)?
+            .map(|bytes| {
+                let arr: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "block height",
+                    detail: format!("{} bytes", bytes.len()),
+                })?;
+                Ok(u64::from_be_bytes(arr))
+            })
+            .transpose()
+    }
+
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        match self.height_by_hash(hash)? {
+            Some(height) => self.block_by_height(height),
+            None => Ok(None),
+        }
+    }
+
+    /// A committed transaction, its location and its receipt.
+    pub fn transaction(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
+        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_TX_INDEX), hash.0)? else {
+            return Ok(None);
+        };
+        let location: TxLocation = decode("tx location", &bytes)?;
+        let block = self
+            .block_by_height(location.height)?
+            .ok_or(StoreError::Corrupt {
+                what: "tx index",
+                detail: format!("tx {hash} points at missing block {}", location.height),
+            })?;
+        let tx = block
+            .txs
+            .get(location.index as usize)
+            .cloned()
+            .ok_or(StoreError::Corrupt {
+                what: "tx index",
+                detail: format!("tx {hash} points past the end of block {}", location.height),
+            })?;
+        let receipt = self
+            .db
+            .get_pinned_cf(self.cf(CF_RECEIPTS), hash.0)?
+            .ok_or(StoreError::Corrupt {
+                what: "receipts",
+                detail: format!("no receipt for committed tx {hash}"),
+            })
+            .and_then(|bytes| decode("receipt", &bytes))?;
+        Ok(Some(TxRecord {
+            tx,
+            location,
+            receipt,
+        }))
+    }
+
+    /// The account at `address` at `height` with a Merkle proof against that
+    /// height's state root (`header.state_root`, or the genesis root at 0).
+    pub fn account_with_proof(
+        &self,
+        address: &Address,
+        height: u64,
+    ) -> Result<(Option<Account>, AccountProof), StoreError> {
+        let view = TreeView(self);
+        let tree = JellyfishMerkleTree::<_, TreeHasher>::new(&view);
+        let (value, proof) = tree
+            .get_with_proof(account_key(address), height)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        let account = value.map(|v| decode("account", &v)).transpose()?;
+        Ok((account, proof))
+    }
+
+    /// The state root after applying `changes` on top of the latest state, as
+    /// tree version `version`, with the tree nodes to write on commit.
+    pub(crate) fn state_update(
+        &self,
+        changes: &[(Address, Account)],
+        version: Version,
+    ) -> Result<(Hash, TreeUpdateBatch), StoreError> {
+        let view = TreeView(self);
+        let tree = JellyfishMerkleTree::<_, TreeHasher>::new(&view);
+        let values = changes
+            .iter()
+            .map(|(address, account)| (account_key(address), Some(account.encode())));
+        let (root, mut batch) = tree
+            .put_value_set(values, version)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        if changes.is_empty() && version > 0 {
+            // jmt only writes a root for versions that change something, but
+            // every height must have one: the next update starts from it.
+            let previous = root_key(version - 1);
+            let root_node = view
+                .get_node_option(&previous)
+                .map_err(|e| StoreError::Tree(e.to_string()))?
+                .ok_or_else(|| {
+                    StoreError::Tree(format!("no state root at version {}", version - 1))
+                })?;
+            batch.node_batch.insert_node(root_key(version), root_node);
+        }
+        Ok((Hash(root.0), batch))
+    }
+
+    fn write_state(
+        &self,
+        batch: &mut WriteBatch,
+        changes: &[(Address, Account)],
+        tree: TreeUpdateBatch,
+    ) {
+        for (address, account) in changes {
+            batch.put_cf(self.cf(CF_ACCOUNTS), address.0, account.encode());
+        }
+        for (key, node) in tree.node_batch.nodes() {
+            batch.put_cf(self.cf(CF_TREE_NODES), encode(key), encode(node));
+        }
+        for ((version, key_hash), value) in tree.node_batch.values() {
+            batch.put_cf(
+                self.cf(CF_TREE_VALUES),
+                tree_value_key(key_hash, *version),
+                encode(value),
+            );
+        }
+    }
+
+    /// Commits an executed block in one atomic, fsync'd write. The block must
+    /// be the next height and have been executed against the current tip.
+    pub fn commit(&self, executed: ExecutedBlock) -> Result<ChainTip, StoreError> {
+        let tip = self.tip()?;
+        let block = &executed.block;
+        let height = block.height();
+        if height != tip.height + 1 || block.header.prev_hash != tip.hash {
+            return Err(StoreError::NotNext {
+                latest: tip.height,
+                got: height,
+            });
+        }
+        let hash = block.hash();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOCKS), height.to_be_bytes(), block.encode());
+        batch.put_cf(self.cf(CF_BLOCK_HASHES), hash.0, height.to_be_bytes());
+        for (index, (tx, receipt)) in executed
+            .tx_hashes
+            .iter()
+            .zip(&executed.receipts)
+            .enumerate()
+        {
+            let location = TxLocation {
+                height,
+                index: index as u32,
+            };
+            batch.put_cf(self.cf(CF_TX_INDEX), tx.0, encode(&location));
+            batch.put_cf(self.cf(CF_RECEIPTS), tx.0, encode(receipt));
+        }
+        self.write_state(&mut batch, &executed.changes, executed.tree);
+        let new_tip = ChainTip {
+            height,
+            hash,
+            state_root: block.header.state_root,
+        };
+        batch.put_cf(self.cf(CF_META), META_TIP, encode(&new_tip));
+        self.write(batch)?;
+        Ok(new_tip)
+    }
+}
+
+impl StateReader for Store {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_ACCOUNTS), address.0)?
+            .map(|bytes| decode("account", &bytes))
+            .transpose()?
+            .unwrap_or_default())
+    }
+}
+
+/// The state tree's view of the store (jmt's storage interface).
+struct TreeView<'a>(&'a Store);
+
+impl TreeReader for TreeView<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let store = self.0;
+        Ok(store
+            .db
+            .get_pinned_cf(store.cf(CF_TREE_NODES), encode(node_key))?
+            .map(|bytes| decode("state tree node", &bytes))
+            .transpose()?)
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let store = self.0;
+        // The newest value at or below `max_version`: keys sort by key hash,
+        // then by big-endian version, so seek to the last one not after it.
+        let seek = tree_value_key(&key_hash, max_version);
+        let mut iter = store.db.iterator_cf(
+            store.cf(CF_TREE_VALUES),
+            IteratorMode::From(&seek, Direction::Reverse),
+        );
+        match iter.next().transpose()? {
+            Some((key, value)) if key.len() == 40 && key[..32] == key_hash.0 => {
+                Ok(decode::<Option<OwnedValue>>("state tree value", &value)?)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only jmt's chunked restore uses this; Tally catches up by replaying
+        // blocks, never by restoring a tree from chunks.
+        anyhow::bail!("restoring the state tree from chunks is not supported")
+    }
+}

@@ -1,0 +1,63 @@
+//! Fixtures shared by the ledger tests.
+
+use tally_ledger::{
+    Address, ExecParams, GenesisState, Hash, Proposal, SecretKey, Store, Transaction,
+    VerifiedTransaction, keccak256,
+};
+use tempfile::TempDir;
+
+pub const CHAIN_ID: u64 = 7;
+pub const MIN_FEE: u128 = 2;
+pub const START_BALANCE: u128 = 1_000_000;
+
+pub fn params() -> ExecParams {
+    ExecParams {
+        chain_id: CHAIN_ID,
+        min_fee: MIN_FEE,
+        max_block_txs: 10_000,
+        max_block_bytes: 4 << 20,
+    }
+}
+
+pub fn key(i: usize) -> SecretKey {
+    SecretKey::from_seed(&format!("ledger-test-{i}"))
+}
+
+pub fn genesis(n_accounts: usize) -> GenesisState {
+    GenesisState {
+        hash: keccak256(format!("test-genesis-{n_accounts}").as_bytes()),
+        accounts: (0..n_accounts)
+            .map(|i| (key(i).address(), START_BALANCE))
+            .collect(),
+    }
+}
+
+/// A fresh store in a temporary directory (removed when the `TempDir` drops).
+pub fn store(n_accounts: usize) -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), &genesis(n_accounts)).expect("open store");
+    (dir, store)
+}
+
+pub fn transfer(from: &SecretKey, nonce: u64, to: Address, amount: u128) -> VerifiedTransaction {
+    Transaction {
+        chain_id: CHAIN_ID,
+        nonce,
+        to,
+        amount,
+        fee: MIN_FEE,
+        memo: vec![],
+    }
+    .sign(from)
+    .verify()
+    .expect("a freshly signed tx verifies")
+}
+
+pub fn proposal(proposer: Address) -> Proposal {
+    Proposal {
+        time: 1_700_000_000_000,
+        proposer,
+        validators_hash: Hash([9; 32]),
+        last_commit: None,
+    }
+}

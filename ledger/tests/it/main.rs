@@ -1,0 +1,9 @@
+//! Integration tests of the ledger, in one binary so that linking stays fast.
+
+mod common;
+mod execution;
+mod mempool;
+mod props;
+mod store;
+mod tx;
+mod vectors;

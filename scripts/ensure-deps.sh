@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the system packages Tally's build needs when they are missing:
+# clang and libclang (bindgen generates RocksDB's bindings with them).
+# Debian/Ubuntu only; runs apt-get as root (or through sudo).
+set -euo pipefail
+
+have_libclang() {
+  [ -n "${LIBCLANG_PATH:-}" ] && return 0
+  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
+}
+
+missing=()
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+have_libclang || missing+=(libclang-dev)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "tally: installing missing build packages: ${missing[*]}" >&2
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "tally: no apt-get here; install ${missing[*]} with your package manager" >&2
+  exit 1
+fi
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then as_root=(sudo); else
+    echo "tally: need root to install ${missing[*]}; run as root or install them yourself" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
