@@ -27,7 +27,7 @@ fn every_mistake_gets_a_clear_error() {
 
     let mut g = sample();
     g.validators.push(g.validators[0].clone());
-    let err = g.validate().unwrap_err();
+    let err = g.validate().expect_err("must be refused");
     assert!(matches!(err, GenesisError::DuplicateValidator { .. }));
     assert!(err.to_string().contains("listed twice"), "{err}");
 
@@ -37,7 +37,7 @@ fn every_mistake_gets_a_clear_error() {
 
     let mut g = sample();
     g.validators[0].address = dev_keys()[0].address();
-    let err = g.validate().unwrap_err();
+    let err = g.validate().expect_err("must be refused");
     assert!(matches!(err, GenesisError::AddressMismatch { .. }));
     assert!(
         err.to_string().contains("does not match its public key"),
@@ -123,14 +123,14 @@ fn file_round_trip_and_parse_errors() {
     assert_eq!(Genesis::load(&path).expect("load"), g);
 
     std::fs::write(&path, "{ \"chain_id\": 1 }").expect("write");
-    let err = Genesis::load(&path).unwrap_err();
+    let err = Genesis::load(&path).expect_err("must be refused");
     assert!(matches!(err, GenesisError::Parse { .. }), "{err}");
     let mut value: serde_json::Value = serde_json::to_value(&g).expect("json");
     value["surprise"] = serde_json::json!(1);
     std::fs::write(&path, value.to_string()).expect("write");
     assert!(
         Genesis::load(&path)
-            .unwrap_err()
+            .expect_err("must be refused")
             .to_string()
             .contains("surprise")
     );

@@ -72,7 +72,7 @@ fn committed_blocks_survive_reopen() {
 fn another_genesis_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tmp");
     drop(Store::open(dir.path(), &genesis(2)).expect("open"));
-    let err = Store::open(dir.path(), &genesis(3)).unwrap_err();
+    let err = Store::open(dir.path(), &genesis(3)).expect_err("must be refused");
     assert!(matches!(err, StoreError::GenesisMismatch { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("belongs to a chain with genesis"), "{msg}");

@@ -59,7 +59,7 @@ fn high_s_signature_is_rejected() {
         signature: Signature(sig),
     };
     assert_eq!(
-        malleable.verify().unwrap_err(),
+        malleable.verify().expect_err("must be refused"),
         TxError::BadSignature(CryptoError::HighS)
     );
 }
@@ -69,7 +69,7 @@ fn bad_recovery_id_is_rejected() {
     let mut signed = sample(0).sign(&key(0));
     signed.signature.0[64] = 27;
     assert_eq!(
-        signed.verify().unwrap_err(),
+        signed.verify().expect_err("must be refused"),
         TxError::BadSignature(CryptoError::InvalidRecoveryId(27))
     );
 }
@@ -136,6 +136,6 @@ fn key_file_round_trip_with_owner_only_permissions() {
     assert!(key.save(&path).is_err());
     // Refuses a key file that others can read.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let err = SecretKey::load(&path).unwrap_err().to_string();
+    let err = SecretKey::load(&path).expect_err("must be refused").to_string();
     assert!(err.contains("chmod 600"), "{err}");
 }

@@ -1,0 +1,445 @@
+//! Bookkeeping of the messages of one height: per round, the proposals and the
+//! prevotes and precommits with their tallies by value.
+//!
+//! Memory stays bounded against a hostile peer: a validator holds at most one
+//! prevote and one precommit per round (a second, different one is
+//! equivocation and is reported, not stored), and in rounds above the current
+//! one each validator may occupy at most `max_future_rounds` rounds. When it
+//! sends for a higher round than those it holds, its lowest future round is
+//! evicted, so an honest validator running ahead always has its latest rounds
+//! counted, and a spamming one only ever displaces itself. Rounds at or below
+//! the current round are only reached by timeouts or by the f+1 rule (which
+//! needs a correct validator), so they grow no faster than the honest rounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::types::{Message, Round, SignedProposal, SignedVote, VoteType};
+
+/// The votes of one kind in one round.
+///
+/// A validator's first vote counts for its value and towards the total. A
+/// second, conflicting vote of an equivocator for another proposed value is
+/// kept apart and counts for that value only (never twice towards the total):
+/// the paper counts messages per value, and a correct validator that saw the
+/// equivocator's vote in a polka needs the others to count it too, or the
+/// POL round of a later proposal may never be accepted (CometBFT keeps such
+/// votes for the same reason). Safety is unaffected: 2f+1 signatures for a
+/// value still include f+1 correct validators.
+#[derive(Debug, Clone)]
+pub(crate) struct VoteSet<A, V, Sig> {
+    votes: BTreeMap<A, SignedVote<A, V, Sig>>,
+    conflicting: BTreeMap<(A, V), SignedVote<A, V, Sig>>,
+    nil_power: u64,
+    value_power: BTreeMap<V, u64>,
+    total: u64,
+}
+
+impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
+    fn new() -> Self {
+        Self {
+            votes: BTreeMap::new(),
+            conflicting: BTreeMap::new(),
+            nil_power: 0,
+            value_power: BTreeMap::new(),
+            total: 0,
+        }
+    }
+
+    pub(crate) fn get(&self, validator: &A) -> Option<&SignedVote<A, V, Sig>> {
+        self.votes.get(validator)
+    }
+
+    fn insert(&mut self, vote: SignedVote<A, V, Sig>, power: u64) {
+        match &vote.message.value {
+            None => self.nil_power += power,
+            Some(v) => *self.value_power.entry(v.clone()).or_insert(0) += power,
+        }
+        self.total += power;
+        self.votes.insert(vote.message.validator.clone(), vote);
+    }
+
+    /// Counts an equivocator's vote for `value` (already checked: signed,
+    /// conflicting with its first vote, for a proposed value).
+    fn insert_conflicting(&mut self, vote: SignedVote<A, V, Sig>, power: u64) -> bool {
+        let Some(value) = vote.message.value.clone() else {
+            return false;
+        };
+        let first_value = self
+            .votes
+            .get(&vote.message.validator)
+            .and_then(|v| v.message.value.as_ref());
+        if first_value == Some(&value) {
+            return false;
+        }
+        let key = (vote.message.validator.clone(), value.clone());
+        if self.conflicting.contains_key(&key) {
+            return false;
+        }
+        self.conflicting.insert(key, vote);
+        *self.value_power.entry(value).or_insert(0) += power;
+        true
+    }
+
+    fn remove_value_power(&mut self, value: &V, power: u64) {
+        if let Some(p) = self.value_power.get_mut(value) {
+            *p = p.saturating_sub(power);
+            if *p == 0 {
+                self.value_power.remove(value);
+            }
+        }
+    }
+
+    fn remove(&mut self, validator: &A, power: u64) {
+        if let Some(vote) = self.votes.remove(validator) {
+            match &vote.message.value {
+                None => self.nil_power = self.nil_power.saturating_sub(power),
+                Some(v) => self.remove_value_power(v, power),
+            }
+            self.total = self.total.saturating_sub(power);
+        }
+        let keys: Vec<(A, V)> = self
+            .conflicting
+            .keys()
+            .filter(|(a, _)| a == validator)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.conflicting.remove(&key);
+            self.remove_value_power(&key.1, power);
+        }
+    }
+
+    /// Power of the votes for `value` (`None` = nil).
+    pub(crate) fn power_for(&self, value: Option<&V>) -> u64 {
+        match value {
+            None => self.nil_power,
+            Some(v) => self.value_power.get(v).copied().unwrap_or(0),
+        }
+    }
+
+    /// Power of all votes, whatever their value.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Values with their power (nil excluded).
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&V, u64)> {
+        self.value_power.iter().map(|(v, p)| (v, *p))
+    }
+
+    /// All votes held, first votes and counted conflicting ones.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &SignedVote<A, V, Sig>> {
+        self.votes.values().chain(self.conflicting.values())
+    }
+
+    /// Whether this exact vote is already held (first or conflicting).
+    pub(crate) fn holds(&self, vote: &SignedVote<A, V, Sig>) -> bool {
+        let m = &vote.message;
+        self.votes
+            .get(&m.validator)
+            .is_some_and(|v| v.message == *m)
+            || m.value.as_ref().is_some_and(|value| {
+                self.conflicting
+                    .get(&(m.validator.clone(), value.clone()))
+                    .is_some_and(|v| v.message == *m)
+            })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.votes.is_empty()
+    }
+}
+
+/// Everything received for one round.
+#[derive(Debug, Clone)]
+pub(crate) struct RoundLog<A, V, Sig> {
+    pub(crate) prevotes: VoteSet<A, V, Sig>,
+    pub(crate) precommits: VoteSet<A, V, Sig>,
+    /// By signer. For rounds up to the current one only the round's proposer
+    /// gets in; above it the proposer is not computed yet (that would let a
+    /// peer make us run the rotation for any round number), so each claimed
+    /// proposer has its own slot and the right one is picked when needed.
+    proposals: BTreeMap<A, SignedProposal<A, V, Sig>>,
+    /// Distinct senders of any message in the round, for line 55.
+    senders: BTreeMap<A, u64>,
+    sender_power: u64,
+}
+
+impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> RoundLog<A, V, Sig> {
+    fn new() -> Self {
+        Self {
+            prevotes: VoteSet::new(),
+            precommits: VoteSet::new(),
+            proposals: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            sender_power: 0,
+        }
+    }
+
+    pub(crate) fn votes(&self, vote_type: VoteType) -> &VoteSet<A, V, Sig> {
+        match vote_type {
+            VoteType::Prevote => &self.prevotes,
+            VoteType::Precommit => &self.precommits,
+        }
+    }
+
+    fn votes_mut(&mut self, vote_type: VoteType) -> &mut VoteSet<A, V, Sig> {
+        match vote_type {
+            VoteType::Prevote => &mut self.prevotes,
+            VoteType::Precommit => &mut self.precommits,
+        }
+    }
+
+    pub(crate) fn proposal_from(&self, proposer: &A) -> Option<&SignedProposal<A, V, Sig>> {
+        self.proposals.get(proposer)
+    }
+
+    /// Power of the distinct validators that sent anything in this round.
+    pub(crate) fn sender_power(&self) -> u64 {
+        self.sender_power
+    }
+
+    fn note_sender(&mut self, sender: &A, power: u64) {
+        if !self.senders.contains_key(sender) {
+            self.senders.insert(sender.clone(), power);
+            self.sender_power += power;
+        }
+    }
+
+    fn remove_sender(&mut self, sender: &A) {
+        if let Some(power) = self.senders.remove(sender) {
+            self.sender_power -= power;
+            self.prevotes.remove(sender, power);
+            self.precommits.remove(sender, power);
+            self.proposals.remove(sender);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.senders.is_empty() && self.prevotes.is_empty() && self.precommits.is_empty()
+    }
+
+    pub(crate) fn messages(&self) -> impl Iterator<Item = Message<A, V, Sig>> + '_ {
+        self.proposals
+            .values()
+            .cloned()
+            .map(Message::Proposal)
+            .chain(self.prevotes.iter().cloned().map(Message::Vote))
+            .chain(self.precommits.iter().cloned().map(Message::Vote))
+    }
+}
+
+/// All rounds of one height.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageLog<A, V, Sig> {
+    rounds: BTreeMap<Round, RoundLog<A, V, Sig>>,
+    current: Round,
+    /// For each validator, the rounds above `current` it occupies.
+    future: BTreeMap<A, BTreeSet<Round>>,
+    max_future_rounds: usize,
+}
+
+impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
+    pub(crate) fn new(max_future_rounds: usize) -> Self {
+        Self {
+            rounds: BTreeMap::new(),
+            current: 0,
+            future: BTreeMap::new(),
+            max_future_rounds: max_future_rounds.max(1),
+        }
+    }
+
+    /// Rounds at or below `round` stop counting against the future limits.
+    pub(crate) fn set_current_round(&mut self, round: Round) {
+        self.current = round;
+        self.future.retain(|_, rounds| {
+            rounds.retain(|r| *r > round);
+            !rounds.is_empty()
+        });
+    }
+
+    pub(crate) fn round(&self, round: Round) -> Option<&RoundLog<A, V, Sig>> {
+        self.rounds.get(&round)
+    }
+
+    /// Rounds strictly above `round`, highest first.
+    pub(crate) fn rounds_above(
+        &self,
+        round: Round,
+    ) -> impl Iterator<Item = (&Round, &RoundLog<A, V, Sig>)> {
+        self.rounds
+            .range((std::ops::Bound::Excluded(round), std::ops::Bound::Unbounded))
+            .rev()
+    }
+
+    pub(crate) fn rounds(&self) -> impl Iterator<Item = (&Round, &RoundLog<A, V, Sig>)> {
+        self.rounds.iter()
+    }
+
+    /// The vote `validator` already cast of this kind in this round.
+    pub(crate) fn vote(
+        &self,
+        round: Round,
+        vote_type: VoteType,
+        validator: &A,
+    ) -> Option<&SignedVote<A, V, Sig>> {
+        self.rounds.get(&round)?.votes(vote_type).get(validator)
+    }
+
+    pub(crate) fn proposal(
+        &self,
+        round: Round,
+        proposer: &A,
+    ) -> Option<&SignedProposal<A, V, Sig>> {
+        self.rounds.get(&round)?.proposal_from(proposer)
+    }
+
+    /// Makes room for a message of `sender` in `round` (call only after its
+    /// signature checked out, or a forger could evict an honest validator).
+    /// False means drop it.
+    pub(crate) fn admit(&mut self, sender: &A, round: Round) -> bool {
+        if round <= self.current {
+            return true;
+        }
+        let held = self.future.entry(sender.clone()).or_default();
+        if held.contains(&round) || held.len() < self.max_future_rounds {
+            held.insert(round);
+            return true;
+        }
+        let Some(&lowest) = held.iter().next() else {
+            return false;
+        };
+        if round < lowest {
+            return false;
+        }
+        held.remove(&lowest);
+        held.insert(round);
+        if let Some(log) = self.rounds.get_mut(&lowest) {
+            log.remove_sender(sender);
+            if log.is_empty() {
+                self.rounds.remove(&lowest);
+            }
+        }
+        true
+    }
+
+    /// Stores a vote the caller checked (signature, no vote yet of this kind
+    /// from this validator in this round, [`MessageLog::admit`]).
+    pub(crate) fn add_vote(&mut self, vote: SignedVote<A, V, Sig>, power: u64) {
+        let round = self
+            .rounds
+            .entry(vote.message.round)
+            .or_insert_with(RoundLog::new);
+        round.note_sender(&vote.message.validator, power);
+        let kind = vote.message.vote_type;
+        round.votes_mut(kind).insert(vote, power);
+    }
+
+    /// Whether this exact vote is already held.
+    pub(crate) fn holds_vote(&self, vote: &SignedVote<A, V, Sig>) -> bool {
+        self.rounds
+            .get(&vote.message.round)
+            .is_some_and(|r| r.votes(vote.message.vote_type).holds(vote))
+    }
+
+    /// Whether some proposal of this height (any round, any claimed
+    /// proposer) carries `value`.
+    pub(crate) fn is_proposed(&self, value: &V) -> bool {
+        self.rounds
+            .values()
+            .any(|r| r.proposals.values().any(|p| p.message.value == *value))
+    }
+
+    /// Counts a checked conflicting vote of an equivocator for a proposed
+    /// value (see [`VoteSet`]). False if it adds nothing.
+    pub(crate) fn add_conflicting_vote(&mut self, vote: SignedVote<A, V, Sig>, power: u64) -> bool {
+        let Some(round) = self.rounds.get_mut(&vote.message.round) else {
+            return false;
+        };
+        let kind = vote.message.vote_type;
+        round.votes_mut(kind).insert_conflicting(vote, power)
+    }
+
+    /// Stores a proposal the caller checked.
+    pub(crate) fn add_proposal(&mut self, proposal: SignedProposal<A, V, Sig>, power: u64) {
+        let round = self
+            .rounds
+            .entry(proposal.message.round)
+            .or_insert_with(RoundLog::new);
+        round.note_sender(&proposal.message.proposer, power);
+        round
+            .proposals
+            .insert(proposal.message.proposer.clone(), proposal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Signed, Vote};
+
+    fn vote(validator: u32, round: Round, value: Option<u8>) -> SignedVote<u32, u8, ()> {
+        Signed {
+            message: Vote {
+                height: 1,
+                round,
+                vote_type: VoteType::Prevote,
+                value,
+                validator,
+            },
+            signature: (),
+        }
+    }
+
+    #[test]
+    fn tallies_by_value_and_in_total() {
+        let mut log = MessageLog::new(2);
+        log.add_vote(vote(0, 0, Some(1)), 5);
+        log.add_vote(vote(1, 0, Some(1)), 3);
+        log.add_vote(vote(2, 0, None), 2);
+        let r = log.round(0).expect("round 0").votes(VoteType::Prevote);
+        assert_eq!(r.power_for(Some(&1)), 8);
+        assert_eq!(r.power_for(None), 2);
+        assert_eq!(r.total(), 10);
+        assert_eq!(log.round(0).expect("round 0").sender_power(), 10);
+    }
+
+    #[test]
+    fn a_conflicting_vote_counts_for_its_value_only() {
+        let mut log = MessageLog::new(2);
+        log.add_vote(vote(0, 0, Some(1)), 1);
+        assert!(log.add_conflicting_vote(vote(0, 0, Some(2)), 1));
+        assert!(
+            !log.add_conflicting_vote(vote(0, 0, Some(2)), 1),
+            "once per value"
+        );
+        assert!(
+            !log.add_conflicting_vote(vote(0, 0, Some(1)), 1),
+            "not its first value"
+        );
+        assert!(
+            !log.add_conflicting_vote(vote(0, 0, None), 1),
+            "nil is never extra"
+        );
+        let r = log.round(0).expect("round 0").votes(VoteType::Prevote);
+        assert_eq!((r.power_for(Some(&1)), r.power_for(Some(&2))), (1, 1));
+        assert_eq!(r.total(), 1, "one validator counts once in the total");
+        assert!(log.holds_vote(&vote(0, 0, Some(2))));
+    }
+
+    #[test]
+    fn future_rounds_are_bounded_per_validator_keeping_the_highest() {
+        let mut log = MessageLog::new(2);
+        for round in 1..=10 {
+            assert!(log.admit(&7, round));
+            log.add_vote(vote(7, round, None), 1);
+        }
+        let held: Vec<Round> = log.rounds().map(|(r, _)| *r).collect();
+        assert_eq!(held, vec![9, 10]);
+        assert!(!log.admit(&7, 3), "lower than everything it holds");
+        // Another validator is not affected, and the current round is free.
+        assert!(log.admit(&8, 2));
+        log.set_current_round(10);
+        assert!(log.admit(&7, 5));
+    }
+}

@@ -1,0 +1,124 @@
+//! The simulation scenarios of the issue at n = 4, 7 and 10.
+//!
+//! Each test runs its scenario for a number of seeds (the CI default below,
+//! or `TALLY_SIM_SEEDS=<n>`), or only `TALLY_SIM_SEED=<s>`. A failure prints
+//! the seed and the command that replays it.
+
+use crate::sim::rng::{Rng, fnv};
+use crate::sim::run_and_check;
+use crate::sim::scenario::{self, Scenario};
+
+/// The seeds to run: `TALLY_SIM_SEED` alone, else `TALLY_SIM_SEEDS` (or
+/// `default`) seeds from 0.
+pub fn seeds(default: u64) -> Vec<u64> {
+    if let Ok(seed) = std::env::var("TALLY_SIM_SEED") {
+        return vec![seed.trim().parse().expect("TALLY_SIM_SEED is a u64")];
+    }
+    let count = std::env::var("TALLY_SIM_SEEDS")
+        .map(|s| s.trim().parse().expect("TALLY_SIM_SEEDS is a u64"))
+        .unwrap_or(default);
+    (0..count).collect()
+}
+
+/// Builds the scenario of `seed` and the simulator's own seed, both derived
+/// from the test's name so that scenarios explore different randomness.
+pub fn scenario_for(
+    test: &str,
+    build: fn(usize, &mut Rng) -> Scenario,
+    n: usize,
+    seed: u64,
+) -> (Scenario, u64) {
+    let mut rng = Rng::new(seed ^ fnv(test));
+    let scenario = build(n, &mut rng);
+    (scenario, rng.next_u64())
+}
+
+fn run_seeds(test: &str, build: fn(usize, &mut Rng) -> Scenario, n: usize, default: u64) {
+    let seeds = seeds(default);
+    // Slowest catch-up after the network became stable, and the most rounds.
+    let mut worst_catch_up = 0;
+    let mut worst_seed = 0;
+    let mut events = 0;
+    // Runs with an equivocating validator, and how many of them reported it.
+    let (mut equivocating, mut reported) = (0, 0);
+    for &seed in &seeds {
+        let (scenario, sim_seed) = scenario_for(test, build, n, seed);
+        let equivocates = scenario.nodes.iter().any(|node| {
+            node.behavior
+                .is_some_and(|b| b.equivocates_proposals() || b.double_votes())
+        });
+        match run_and_check(scenario, sim_seed) {
+            Ok(trace) => {
+                if equivocates {
+                    equivocating += 1;
+                    reported += usize::from(!trace.evidence.is_empty());
+                }
+                let finished = trace.reached_target_at.values().max().copied().unwrap_or(0);
+                let catch_up = finished.saturating_sub(trace.stable_from);
+                if catch_up >= worst_catch_up {
+                    worst_catch_up = catch_up;
+                    worst_seed = seed;
+                }
+                events += trace.events;
+            }
+            Err(report) => panic!(
+                "{report}\nreplay: TALLY_SIM_SEED={seed} cargo test -p tally-consensus \
+                 --test it -- --exact {test}"
+            ),
+        }
+    }
+    if std::env::var_os("TALLY_SIM_STATS").is_some() {
+        eprintln!(
+            "{test}: {} seeds, {events} events, slowest catch-up after stability \
+             {worst_catch_up} ms (seed {worst_seed}), evidence in {reported} of \
+             {equivocating} runs with equivocators",
+            seeds.len()
+        );
+    }
+    // Equivocation that is never reported would mean detection is broken.
+    if equivocating >= 10 {
+        assert!(
+            reported > 0,
+            "{test}: no evidence in {equivocating} runs with equivocators"
+        );
+    }
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident => $build:path, $n:expr, $seeds:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_seeds(concat!("scenarios::", stringify!($name)), $build, $n, $seeds);
+            }
+        )*
+    };
+}
+
+// Seeds per test in CI; the totals are listed in the crate's report.
+scenario_tests! {
+    no_faults_n4 => scenario::no_faults, 4, 100;
+    no_faults_n7 => scenario::no_faults, 7, 60;
+    no_faults_n10 => scenario::no_faults, 10, 40;
+    f_crashed_n4 => scenario::f_crashed, 4, 100;
+    f_crashed_n7 => scenario::f_crashed, 7, 60;
+    f_crashed_n10 => scenario::f_crashed, 10, 40;
+    partition_even_n4 => scenario::partition_even, 4, 100;
+    partition_even_n7 => scenario::partition_even, 7, 60;
+    partition_even_n10 => scenario::partition_even, 10, 40;
+    partition_minority_n4 => scenario::partition_minority, 4, 100;
+    partition_minority_n7 => scenario::partition_minority, 7, 60;
+    partition_minority_n10 => scenario::partition_minority, 10, 40;
+    lossy_links_n4 => scenario::lossy_links, 4, 100;
+    lossy_links_n7 => scenario::lossy_links, 7, 60;
+    lossy_links_n10 => scenario::lossy_links, 10, 40;
+    f_byzantine_n4 => scenario::f_byzantine, 4, 100;
+    f_byzantine_n7 => scenario::f_byzantine, 7, 60;
+    f_byzantine_n10 => scenario::f_byzantine, 10, 40;
+    cluster_restart_n4 => scenario::cluster_restart, 4, 100;
+    cluster_restart_n7 => scenario::cluster_restart, 7, 60;
+    cluster_restart_n10 => scenario::cluster_restart, 10, 40;
+    chaos_n4 => scenario::chaos, 4, 100;
+    chaos_n7 => scenario::chaos, 7, 60;
+    chaos_n10 => scenario::chaos, 10, 40;
+}
