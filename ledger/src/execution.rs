@@ -109,7 +109,8 @@ impl<'a, S: StateReader> Overlay<'a, S> {
     }
 
     /// Applies one verified transfer, or leaves the overlay untouched and
-    /// says why not. `Err(Ok(_))` is a store failure, not the tx's fault.
+    /// says why not (`Ok(Err(_))`). An outer `Err` is a store failure, not
+    /// the transaction's fault.
     fn apply(
         &mut self,
         params: &ExecParams,
