@@ -2,7 +2,7 @@
 //! node on its own against the validator set of the height (block sync, light
 //! clients, the ledger's stored `Commit`).
 
-use std::collections::BTreeSet;
+use std::cmp::Ordering;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,13 @@ pub enum CertificateError {
         /// Position in `signatures`.
         index: usize,
     },
+    /// Signers are not in increasing address order (a commit has exactly
+    /// one encoding).
+    #[error("signer at position {index} is out of address order")]
+    UnsortedSigners {
+        /// Position in `signatures`.
+        index: usize,
+    },
     /// A signature does not verify over the precommit sign bytes of the
     /// certificate's height, round and value.
     #[error("signature at position {index} does not verify")]
@@ -75,8 +82,10 @@ pub enum CertificateError {
 }
 
 /// Checks `certificate` for `height` and `value` against `validators` (the set
-/// of that height): every signer known and distinct, every signature valid for
-/// the certificate's height, round and value, and more than 2/3 of the power.
+/// of that height): every signer known, signers in strictly increasing address
+/// order (so distinct, and one canonical encoding per set of signers), every
+/// signature valid for the certificate's height, round and value, and more
+/// than 2/3 of the power.
 /// Returns the signers' power. A wrong round or value inside the certificate
 /// shows up as bad signatures, since they are part of the sign bytes.
 pub fn verify_certificate<S: SigningScheme, V: ValueId>(
@@ -103,15 +112,18 @@ pub fn verify_certificate<S: SigningScheme, V: ValueId>(
         VoteType::Precommit,
         Some(certificate.value.as_ref()),
     );
-    let mut seen = BTreeSet::new();
+    let mut previous: Option<&S::Address> = None;
     let mut power: u64 = 0;
     for (index, (signer, signature)) in certificate.signatures.iter().enumerate() {
         let Some(p) = validators.power_of(signer) else {
             return Err(CertificateError::UnknownSigner { index });
         };
-        if !seen.insert(signer) {
-            return Err(CertificateError::DuplicateSigner { index });
+        match previous.map(|prev| signer.cmp(prev)) {
+            Some(Ordering::Equal) => return Err(CertificateError::DuplicateSigner { index }),
+            Some(Ordering::Less) => return Err(CertificateError::UnsortedSigners { index }),
+            _ => {}
         }
+        previous = Some(signer);
         if !scheme.verify(signer, &sign_bytes, signature) {
             return Err(CertificateError::BadSignature { index });
         }

@@ -40,8 +40,10 @@
 //! height/round/step is reported with both signed messages as
 //! [`Evidence`]. As in the paper, where messages are counted per value, its
 //! second vote still counts for its value (never twice towards "2f+1 of any
-//! kind"), if that value was proposed: correct validators that counted it in
-//! a polka need the others to be able to count it too.
+//! kind"), if the proposer of a round up to the current one proposed that
+//! value: correct validators that counted it in a polka need the others to be
+//! able to count it too. At most one such second vote is kept per validator,
+//! round and step, so equivocators cannot grow memory without bound.
 //!
 //! # Driving the machine
 //!
@@ -58,11 +60,13 @@
 //!   signatures, malformed POL rounds, proposals from non-proposers and
 //!   duplicates are dropped, never a panic. Our own messages are counted
 //!   internally; feeding them back is harmless (they are duplicates).
-//!   Messages for `height + 1` are buffered (at most
-//!   [`Config::max_next_height_messages`] per validator of the current set;
-//!   before the first height, a bounded number of any height) and replayed
-//!   at its start; all other heights are dropped. Rounds above
-//!   the current one are bounded per validator ([`Config::max_future_rounds`]).
+//!   Messages for `height + 1` are buffered once their signature checks out
+//!   (one per signer, round and step, at most
+//!   [`Config::max_next_height_messages`] per validator of the current set,
+//!   its lowest rounds first; before the first height, a bounded number of
+//!   any height) and replayed at its start; all other heights are dropped.
+//!   Rounds above the current one are bounded per validator
+//!   ([`Config::max_future_rounds`]).
 //! - [`Action::ScheduleTimeout`] asks for an [`Event::TimeoutElapsed`] later;
 //!   `timeout(r) = base + r * delta` ([`TimeoutConfig`]).
 //! - [`Action::BuildBlock`] / [`Event::BlockBuilt`] is `getValue()`;
@@ -72,7 +76,8 @@
 //!   the broadcasts after it in the same list (there is at most one per
 //!   list): it carries the [`SigningState`] (height, round, last signed
 //!   proposal/prevote/precommit, lock, valid value and the polka behind it).
-//!   After a crash, [`Consensus::restore`] from it and `StartHeight` of the
+//!   After a crash, [`Consensus::restore`] from it (which refuses a corrupt
+//!   round above [`MAX_ROUND`]) and `StartHeight` of the
 //!   next uncommitted height: at the same height it resumes the round, lock
 //!   and valid value and sends its last signed messages again; for a
 //!   height/round/step it already signed it only ever re-signs the identical
@@ -89,10 +94,11 @@
 //! proposer also schedules `timeoutPropose` (so a block builder that never
 //! answers costs one round, not liveness); L55 jumps to the highest round
 //! with f+1 senders; L52-54 (moving to the next height) is left to the node;
-//! messages for rounds above [`MAX_ROUND`] are dropped. For crash recovery
-//! (which the paper does not model) the persisted state carries the polka of
-//! `validRound`, so that after every validator restarted, a proposal
-//! re-proposing that value can still be accepted (L28).
+//! messages for rounds above [`MAX_ROUND`] are dropped and timeouts never
+//! move past it. For crash recovery (which the paper does not model) the
+//! persisted state carries the polka of `validRound`, so that after every
+//! validator restarted, a proposal re-proposing that value can still be
+//! accepted (L28).
 //!
 //! Sign bytes are specified in [`sign_bytes`].
 //!
@@ -124,6 +130,7 @@
 mod certificate;
 mod evidence;
 mod machine;
+mod pending;
 mod scheme;
 pub mod sign_bytes;
 mod signing_state;
@@ -134,8 +141,8 @@ mod votes;
 pub use certificate::{CertificateError, CommitCertificate, verify_certificate};
 pub use evidence::Evidence;
 pub use machine::{
-    Action, ActionOf, Config, Consensus, Event, EventOf, MAX_ROUND, MessageOf, SigningStateOf,
-    Timeout, TimeoutConfig, TimeoutKind,
+    Action, ActionOf, Config, Consensus, Event, EventOf, MAX_ROUND, MessageOf, RestoreError,
+    SigningStateOf, Timeout, TimeoutConfig, TimeoutKind,
 };
 pub use scheme::{Signer, SigningScheme};
 pub use sign_bytes::{proposal_sign_bytes, vote_sign_bytes};

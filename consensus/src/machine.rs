@@ -13,6 +13,7 @@ use tracing::{debug, trace};
 
 use crate::certificate::CommitCertificate;
 use crate::evidence::Evidence;
+use crate::pending::Pending;
 use crate::scheme::{Signer, SigningScheme};
 use crate::signing_state::{
     Permit, RoundValue, SignedProposalRecord, SignedVoteRecord, SigningState,
@@ -90,8 +91,10 @@ pub struct Config {
     /// occupy (at least 1). See the `votes` module for the eviction rule.
     pub max_future_rounds: usize,
     /// Messages for the next height kept per validator until that height
-    /// starts (before the first height starts: 32 times this in total).
-    /// Messages for any other height are dropped.
+    /// starts: signed by it, one per round and step, its lowest rounds
+    /// first. Before the first height starts, as many per signer and 32 times
+    /// this in total, of any height. Messages for any other height are
+    /// dropped.
     pub max_next_height_messages: usize,
 }
 
@@ -261,11 +264,11 @@ enum Validity {
 struct HeightState<A, V, Sig> {
     height: Height,
     validators: ValidatorSet<A>,
-    /// Rotation state after `rotation_round` steps, and the proposers
-    /// computed so far (only rounds actually asked for are kept).
+    /// Rotation state after `proposers.len()` steps, and the index (in
+    /// `validators`) of the proposer of every round up to the highest one
+    /// asked for, so that a past round costs a lookup.
     rotation: ValidatorSet<A>,
-    rotation_round: u64,
-    proposers: BTreeMap<Round, A>,
+    proposers: Vec<usize>,
     round: Round,
     step: Step,
     locked: Option<RoundValue<V>>,
@@ -288,30 +291,23 @@ impl<A: Ord + Clone, V: ValueId, Sig: Clone> HeightState<A, V, Sig> {
     /// `proposer(h_p, round)`. Only called for rounds up to the current one
     /// or holding a precommit quorum (both reached by correct validators), and
     /// never above [`MAX_ROUND`], so a peer cannot make us compute a huge
-    /// rotation.
+    /// rotation. The proposer of every round passed on the way is kept: one
+    /// index per round, so a round up to the current one is a lookup.
     fn proposer_of(&mut self, round: Round) -> A {
-        if let Some(a) = self.proposers.get(&round) {
-            return a.clone();
-        }
         // The proposer of round r is chosen by rotation step r + 1.
-        let steps = u64::from(round) + 1;
-        let mut index = 0;
-        if steps > self.rotation_round {
-            while self.rotation_round < steps {
-                index = self.rotation.rotate();
-                self.rotation_round += 1;
-            }
-        } else {
-            // A round below the cursor that was never asked for (a late
-            // proposal of a past round): recompute from the height's set.
-            let mut rotation = self.validators.clone();
-            for _ in 0..steps {
-                index = rotation.rotate();
-            }
+        let round = round as usize;
+        while self.proposers.len() <= round {
+            let index = self.rotation.rotate();
+            self.proposers.push(index);
         }
-        let proposer = self.rotation.validators()[index].address.clone();
-        self.proposers.insert(round, proposer.clone());
-        proposer
+        self.validators.validators()[self.proposers[round]]
+            .address
+            .clone()
+    }
+
+    /// `proposer(h_p, round)` if already computed.
+    fn cached_proposer(&self, round: Round) -> Option<&A> {
+        cached_proposer(&self.validators, &self.proposers, round)
     }
 
     /// The proposal of `round` from `proposer(h_p, round)`: (proposer, value,
@@ -360,6 +356,28 @@ impl<A: Ord + Clone, V: ValueId, Sig: Clone> HeightState<A, V, Sig> {
     }
 }
 
+fn cached_proposer<'a, A: Ord + Clone>(
+    validators: &'a ValidatorSet<A>,
+    proposers: &[usize],
+    round: Round,
+) -> Option<&'a A> {
+    let index = *proposers.get(usize::try_from(round).ok()?)?;
+    validators.validators().get(index).map(|v| &v.address)
+}
+
+/// Why a persisted [`SigningState`] was refused by [`Consensus::restore`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The persisted round is above [`MAX_ROUND`], which the machine never
+    /// reaches: the state is corrupt (resuming there would compute the
+    /// proposer rotation of an arbitrary round).
+    #[error("persisted round {round} is above the maximum round {MAX_ROUND}")]
+    RoundTooHigh {
+        /// The persisted round.
+        round: Round,
+    },
+}
+
 /// Actions collected during one `handle` call.
 struct Out<A, V, Sig> {
     actions: Vec<Action<A, V, Sig>>,
@@ -390,6 +408,9 @@ impl<A, V, Sig> Out<A, V, Sig> {
 
 /// Before the first height starts the validator set is unknown, so the
 /// buffer is bounded in total: this many times the per-validator limit.
+/// Signatures are checked, but anyone can make keys, so signers that turn out
+/// not to be validators can still take this space until the first height
+/// starts; what is lost then is re-gossiped ([`Consensus::catch_up_messages`]).
 const PRE_START_FACTOR: usize = 32;
 
 /// Shorthands for the machine's event and action types.
@@ -415,8 +436,8 @@ pub struct Consensus<S: SigningScheme, V: ValueId> {
     signer: Option<Box<dyn Signer<S> + Send>>,
     signing: SigningStateOf<S, V>,
     hs: Option<Hs<S, V>>,
-    next_height: Vec<MessageOf<S, V>>,
-    next_height_count: BTreeMap<S::Address, usize>,
+    /// Signed messages for a height not started yet.
+    pending: Pending<S::Address, V, S::Signature>,
 }
 
 impl<S: SigningScheme, V: ValueId> fmt::Debug for Consensus<S, V> {
@@ -440,7 +461,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
     /// A fresh instance that has signed nothing. `signer: None` runs it as an
     /// observer (a full node): it counts votes and decides, never signs.
     pub fn new(config: Config, scheme: S, signer: Option<Box<dyn Signer<S> + Send>>) -> Self {
-        Self::restore(config, scheme, signer, SigningState::empty())
+        Self::with_state(config, scheme, signer, SigningState::empty())
     }
 
     /// An instance restarted from the last persisted [`SigningState`]. Started
@@ -448,7 +469,25 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
     /// valid value restored, and for any height/round/step it already signed
     /// it only ever re-signs the identical content; below that it signs
     /// nothing. Started at a lower height it signs nothing at all.
+    ///
+    /// The disk is not trusted: a round above [`MAX_ROUND`] (which the
+    /// machine never reaches) is refused. The persisted polka is checked like
+    /// any message when the height starts.
     pub fn restore(
+        config: Config,
+        scheme: S,
+        signer: Option<Box<dyn Signer<S> + Send>>,
+        signing_state: SigningStateOf<S, V>,
+    ) -> Result<Self, RestoreError> {
+        if signing_state.round > MAX_ROUND {
+            return Err(RestoreError::RoundTooHigh {
+                round: signing_state.round,
+            });
+        }
+        Ok(Self::with_state(config, scheme, signer, signing_state))
+    }
+
+    fn with_state(
         config: Config,
         scheme: S,
         signer: Option<Box<dyn Signer<S> + Send>>,
@@ -460,8 +499,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             signer,
             signing: signing_state,
             hs: None,
-            next_height: Vec::new(),
-            next_height_count: BTreeMap::new(),
+            pending: Pending::new(),
         }
     }
 
@@ -470,7 +508,12 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         &self.config
     }
 
-    /// The signing state as of the last [`Action::PersistSigningState`].
+    /// The signing state in memory: what the last
+    /// [`Action::PersistSigningState`] carried, except that starting a height
+    /// above its height moves it there (clearing the records of the older
+    /// height) before anything is persisted at the new height; it is
+    /// persisted with the first signature there. Persist only what
+    /// [`Action::PersistSigningState`] carries.
     pub fn signing_state(&self) -> &SigningStateOf<S, V> {
         &self.signing
     }
@@ -520,7 +563,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
     pub fn held_message_count(&self) -> usize {
         self.hs.as_ref().map_or(0, |hs| {
             hs.log.rounds().map(|(_, r)| r.messages().count()).sum()
-        }) + self.next_height.len()
+        }) + self.pending.len()
     }
 
     /// Every message held for `round` of the current height (ours included).
@@ -554,8 +597,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             .collect();
         // The POL round of the current proposal, if we hold its polka.
         pol_rounds.extend(
-            hs.proposers
-                .get(&hs.round)
+            hs.cached_proposer(hs.round)
                 .and_then(|p| hs.log.proposal(hs.round, p))
                 .and_then(|p| p.message.pol_round),
         );
@@ -665,8 +707,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             height,
             rotation: validators.clone(),
             validators,
-            rotation_round: 0,
-            proposers: BTreeMap::new(),
+            proposers: Vec::new(),
             round,
             step: Step::Propose,
             locked,
@@ -685,8 +726,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             self.resend_signed_records(out);
         }
         self.start_round(round, out);
-        let buffered = std::mem::take(&mut self.next_height);
-        self.next_height_count.clear();
+        let buffered: Vec<_> = self.pending.take().collect();
         for message in buffered {
             if message.height() == height {
                 self.on_message(message, out);
@@ -790,9 +830,13 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         hs.prevote_timeout_scheduled = false;
         hs.precommit_timeout_scheduled = false;
         hs.polka_for_value_seen = false;
-        hs.log.set_current_round(round);
         let height = hs.height;
         let proposer = hs.proposer_of(round);
+        // Every round up to `round` has its proposer computed now: the
+        // rounds passed keep only their proposer's proposal.
+        let (validators, proposers) = (&hs.validators, &hs.proposers);
+        hs.log
+            .set_current_round(round, |r| cached_proposer(validators, proposers, r));
         trace!(height, round, "start round");
         // L21. The proposer schedules it as well: if building the block never
         // answers it prevotes nil instead of waiting for the f+1 rule.
@@ -881,9 +925,10 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                 self.cast_vote(VoteType::Precommit, None, out);
                 self.set_step(Step::Precommit);
             }
-            // L65-67
+            // L65-67. Never above MAX_ROUND, where messages are dropped
+            // anyway (and which `restore` refuses).
             TimeoutKind::Precommit => {
-                if let Some(next) = hs.round.checked_add(1) {
+                if let Some(next) = hs.round.checked_add(1).filter(|r| *r <= MAX_ROUND) {
                     self.start_round(next, out);
                 }
             }
@@ -905,18 +950,20 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         let Some(hs) = self.hs.as_mut() else {
             // Gossip can arrive before the node starts the first height: keep
             // a bounded number, replayed if they are for that height.
-            let cap = self
+            let total = self
                 .config
                 .max_next_height_messages
                 .saturating_mul(PRE_START_FACTOR);
-            if self.next_height.len() < cap {
-                self.next_height.push(message);
-            }
+            self.buffer_message(message, total);
             return;
         };
         let height = message.height();
         if height == hs.height.saturating_add(1) {
-            self.buffer_next_height(message);
+            // Only validators of the current set get space (the next set is
+            // not known yet; it is checked again when the height starts).
+            if hs.validators.contains(message.signer()) {
+                self.buffer_message(message, usize::MAX);
+            }
             return;
         }
         if height != hs.height || hs.decision.is_some() {
@@ -1033,22 +1080,45 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         }
     }
 
-    fn buffer_next_height(&mut self, message: MessageOf<S, V>) {
-        let Some(hs) = &self.hs else {
+    /// Keeps a message for a height not started yet (see [`Pending`]): well
+    /// formed, with a free slot, and signed by its signer (checked before it
+    /// takes space, so nobody can use another validator's quota). Replayed
+    /// through [`Consensus::on_message`] when its height starts.
+    fn buffer_message(&mut self, message: MessageOf<S, V>, total: usize) {
+        if message.round() > MAX_ROUND {
             return;
+        }
+        if let Message::Proposal(p) = &message
+            && p.message.pol_round.is_some_and(|vr| vr >= p.message.round)
+        {
+            return;
+        }
+        let per_signer = self.config.max_next_height_messages;
+        if !self.pending.has_room(&message, per_signer, total) {
+            return;
+        }
+        let chain_id = self.config.chain_id;
+        let verified = match &message {
+            Message::Proposal(p) => self.scheme.verify(
+                &p.message.proposer,
+                &p.message.sign_bytes(chain_id),
+                &p.signature,
+            ),
+            Message::Vote(v) => self.scheme.verify(
+                &v.message.validator,
+                &v.message.sign_bytes(chain_id),
+                &v.signature,
+            ),
         };
-        let signer = message.signer();
-        // Only validators of the current set get buffer space; the signature
-        // is checked once the height starts and its set is known.
-        if !hs.validators.contains(signer) {
+        if !verified {
+            debug!(
+                height = message.height(),
+                signer = ?message.signer(),
+                "message for a later height with a bad signature: dropped"
+            );
             return;
         }
-        let count = self.next_height_count.entry(signer.clone()).or_insert(0);
-        if *count >= self.config.max_next_height_messages {
-            return;
-        }
-        *count += 1;
-        self.next_height.push(message);
+        self.pending.insert(message, per_signer);
     }
 
     // ---------------------------------------------------------------------
@@ -1241,7 +1311,9 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             if hs.valid_value(&value, round, &proposer, out) != Some(true) {
                 continue;
             }
-            let signatures = hs
+            // Sorted by address, one per signer (as `verify_certificate`
+            // requires): first votes and counted second votes interleave.
+            let mut signatures: Vec<(S::Address, S::Signature)> = hs
                 .log
                 .round(round)
                 .map(|log| {
@@ -1252,6 +1324,8 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                         .collect()
                 })
                 .unwrap_or_default();
+            signatures.sort_by(|a, b| a.0.cmp(&b.0));
+            signatures.dedup_by(|a, b| a.0 == b.0);
             let certificate = CommitCertificate {
                 height: hs.height,
                 round,

@@ -60,14 +60,78 @@ pub enum ValidatorSetError {
         /// Position in the list as given.
         index: usize,
     },
+    /// A decoded set that [`ValidatorSet::with_priorities`] would not have
+    /// built: priorities not one per validator, validators not sorted by
+    /// address, or a total power that is not their sum.
+    #[error("encoded validator set is not canonical: {reason}")]
+    NotCanonical {
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// A validator set: sorted by address, with proposer priorities.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+///
+/// Decoding (serde or borsh) goes through the checks of
+/// [`ValidatorSet::with_priorities`] and rejects any encoding it would not
+/// have produced, so a set read from disk or the network cannot carry a wrong
+/// total power (a wrong quorum), an unsorted list or mismatched priorities.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, Serialize, Deserialize)]
+#[serde(
+    try_from = "RawValidatorSet<A>",
+    bound(deserialize = "A: Deserialize<'de> + Ord + Clone")
+)]
 pub struct ValidatorSet<A> {
     validators: Vec<Validator<A>>,
     priorities: Vec<i64>,
     total_power: u64,
+}
+
+/// The fields of a [`ValidatorSet`] as encoded, before they are checked. Same
+/// field order as `ValidatorSet`, so the encodings are identical.
+#[derive(BorshDeserialize, Deserialize)]
+struct RawValidatorSet<A> {
+    validators: Vec<Validator<A>>,
+    priorities: Vec<i64>,
+    total_power: u64,
+}
+
+impl<A: Ord + Clone> TryFrom<RawValidatorSet<A>> for ValidatorSet<A> {
+    type Error = ValidatorSetError;
+
+    fn try_from(raw: RawValidatorSet<A>) -> Result<Self, Self::Error> {
+        if raw.priorities.len() != raw.validators.len() {
+            return Err(ValidatorSetError::NotCanonical {
+                reason: "not one priority per validator",
+            });
+        }
+        let pairs = raw
+            .validators
+            .iter()
+            .cloned()
+            .zip(raw.priorities.iter().copied())
+            .collect();
+        let set = Self::with_priorities(pairs)?;
+        if set.validators != raw.validators {
+            return Err(ValidatorSetError::NotCanonical {
+                reason: "validators not sorted by address",
+            });
+        }
+        if set.total_power != raw.total_power {
+            return Err(ValidatorSetError::NotCanonical {
+                reason: "total power is not the sum of the powers",
+            });
+        }
+        Ok(set)
+    }
+}
+
+impl<A: BorshDeserialize + Ord + Clone> BorshDeserialize for ValidatorSet<A> {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let raw = RawValidatorSet::deserialize_reader(reader)?;
+        Self::try_from(raw)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
 }
 
 impl<A: Ord + Clone> ValidatorSet<A> {
@@ -326,6 +390,72 @@ mod tests {
             },
         ];
         assert_eq!(ValidatorSet::new(big), Err(ValidatorSetError::TooMuchPower));
+    }
+
+    /// The borsh encoding of a set's fields, whatever they are.
+    fn encode(validators: &[(u32, u64)], priorities: &[i64], total_power: u64) -> Vec<u8> {
+        let validators: Vec<Validator<u32>> = validators
+            .iter()
+            .map(|&(address, power)| Validator { address, power })
+            .collect();
+        borsh::to_vec(&(validators, priorities.to_vec(), total_power)).expect("encodes")
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ValidatorSet<u32>, String> {
+        borsh::from_slice::<ValidatorSet<u32>>(bytes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn decoding_goes_through_the_checks() {
+        let good = ValidatorSet::with_priorities(vec![
+            (
+                Validator {
+                    address: 1,
+                    power: 5,
+                },
+                -3,
+            ),
+            (
+                Validator {
+                    address: 2,
+                    power: 3,
+                },
+                3,
+            ),
+        ])
+        .expect("valid set");
+        let bytes = borsh::to_vec(&good).expect("encodes");
+        assert_eq!(bytes, encode(&[(1, 5), (2, 3)], &[-3, 3], 8));
+        assert_eq!(decode(&bytes), Ok(good));
+
+        for (bytes, why) in [
+            (encode(&[(1, 5), (2, 3)], &[0, 0], 3), "wrong total power"),
+            (encode(&[(2, 3), (1, 5)], &[0, 0], 8), "not sorted"),
+            (encode(&[(1, 5), (1, 3)], &[0, 0], 8), "duplicate address"),
+            (encode(&[], &[], 0), "empty"),
+            (encode(&[(1, 5), (2, 3)], &[0], 8), "fewer priorities"),
+            (encode(&[(1, 5)], &[0, 0], 5), "more priorities"),
+            (encode(&[(1, 0)], &[0], 0), "zero power"),
+            (encode(&[(1, 5)], &[i64::MAX], 5), "priority out of range"),
+        ] {
+            assert!(decode(&bytes).is_err(), "{why}: decoded");
+        }
+
+        // The serde path shares the same conversion.
+        let raw = RawValidatorSet {
+            validators: vec![Validator {
+                address: 1u32,
+                power: 5,
+            }],
+            priorities: vec![0],
+            total_power: 4,
+        };
+        assert_eq!(
+            ValidatorSet::try_from(raw),
+            Err(ValidatorSetError::NotCanonical {
+                reason: "total power is not the sum of the powers"
+            })
+        );
     }
 
     #[test]

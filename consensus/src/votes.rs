@@ -2,14 +2,18 @@
 //! prevotes and precommits with their tallies by value.
 //!
 //! Memory stays bounded against a hostile peer: a validator holds at most one
-//! prevote and one precommit per round (a second, different one is
-//! equivocation and is reported, not stored), and in rounds above the current
-//! one each validator may occupy at most `max_future_rounds` rounds. When it
-//! sends for a higher round than those it holds, its lowest future round is
-//! evicted, so an honest validator running ahead always has its latest rounds
-//! counted, and a spamming one only ever displaces itself. Rounds at or below
-//! the current round are only reached by timeouts or by the f+1 rule (which
-//! needs a correct validator), so they grow no faster than the honest rounds.
+//! prevote and one precommit per round, plus, if it equivocates, at most one
+//! second vote per round and step, kept only if its value was proposed by the
+//! proposer of a round up to the current one (see [`VoteSet`]; a further one
+//! is dropped, the evidence being reported once). Proposals of rounds up to
+//! the current one are only kept from the round's proposer. In rounds above
+//! the current one each validator may occupy at most `max_future_rounds`
+//! rounds. When it sends for a higher round than those it holds, its lowest
+//! future round is evicted, so an honest validator running ahead always has
+//! its latest rounds counted, and a spamming one only ever displaces itself.
+//! Rounds at or below the current round are only reached by timeouts or by
+//! the f+1 rule (which needs a correct validator), so they grow no faster
+//! than the honest rounds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,9 +21,11 @@ use crate::types::{Message, Round, SignedProposal, SignedVote, VoteType};
 
 /// The votes of one kind in one round.
 ///
-/// A validator's first vote counts for its value and towards the total. A
+/// A validator's first vote counts for its value and towards the total. One
 /// second, conflicting vote of an equivocator for another proposed value is
-/// kept apart and counts for that value only (never twice towards the total):
+/// kept apart and counts for that value only (never twice towards the total;
+/// any further vote of it in this round and step is dropped, the evidence
+/// having been reported once):
 /// the paper counts messages per value, and a correct validator that saw the
 /// equivocator's vote in a polka needs the others to count it too, or the
 /// POL round of a later proposal may never be accepted (CometBFT keeps such
@@ -28,7 +34,8 @@ use crate::types::{Message, Round, SignedProposal, SignedVote, VoteType};
 #[derive(Debug, Clone)]
 pub(crate) struct VoteSet<A, V, Sig> {
     votes: BTreeMap<A, SignedVote<A, V, Sig>>,
-    conflicting: BTreeMap<(A, V), SignedVote<A, V, Sig>>,
+    /// At most one second vote per validator.
+    conflicting: BTreeMap<A, SignedVote<A, V, Sig>>,
     nil_power: u64,
     value_power: BTreeMap<V, u64>,
     total: u64,
@@ -59,23 +66,21 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
     }
 
     /// Counts an equivocator's vote for `value` (already checked: signed,
-    /// conflicting with its first vote, for a proposed value).
+    /// conflicting with its first vote, for a proposed value), unless it
+    /// already has a second vote here.
     fn insert_conflicting(&mut self, vote: SignedVote<A, V, Sig>, power: u64) -> bool {
         let Some(value) = vote.message.value.clone() else {
             return false;
         };
-        let first_value = self
-            .votes
-            .get(&vote.message.validator)
-            .and_then(|v| v.message.value.as_ref());
-        if first_value == Some(&value) {
+        let validator = &vote.message.validator;
+        let Some(first) = self.votes.get(validator) else {
+            return false;
+        };
+        if first.message.value.as_ref() == Some(&value) || self.conflicting.contains_key(validator)
+        {
             return false;
         }
-        let key = (vote.message.validator.clone(), value.clone());
-        if self.conflicting.contains_key(&key) {
-            return false;
-        }
-        self.conflicting.insert(key, vote);
+        self.conflicting.insert(validator.clone(), vote);
         *self.value_power.entry(value).or_insert(0) += power;
         true
     }
@@ -97,15 +102,10 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
             }
             self.total = self.total.saturating_sub(power);
         }
-        let keys: Vec<(A, V)> = self
-            .conflicting
-            .keys()
-            .filter(|(a, _)| a == validator)
-            .cloned()
-            .collect();
-        for key in keys {
-            self.conflicting.remove(&key);
-            self.remove_value_power(&key.1, power);
+        if let Some(vote) = self.conflicting.remove(validator)
+            && let Some(value) = &vote.message.value
+        {
+            self.remove_value_power(value, power);
         }
     }
 
@@ -138,11 +138,10 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
         self.votes
             .get(&m.validator)
             .is_some_and(|v| v.message == *m)
-            || m.value.as_ref().is_some_and(|value| {
-                self.conflicting
-                    .get(&(m.validator.clone(), value.clone()))
-                    .is_some_and(|v| v.message == *m)
-            })
+            || self
+                .conflicting
+                .get(&m.validator)
+                .is_some_and(|v| v.message == *m)
     }
 
     fn is_empty(&self) -> bool {
@@ -158,7 +157,8 @@ pub(crate) struct RoundLog<A, V, Sig> {
     /// By signer. For rounds up to the current one only the round's proposer
     /// gets in; above it the proposer is not computed yet (that would let a
     /// peer make us run the rotation for any round number), so each claimed
-    /// proposer has its own slot and the right one is picked when needed.
+    /// proposer has its own slot, and the others are dropped once the round
+    /// is reached ([`MessageLog::set_current_round`]).
     proposals: BTreeMap<A, SignedProposal<A, V, Sig>>,
     /// Distinct senders of any message in the round, for line 55.
     senders: BTreeMap<A, u64>,
@@ -237,6 +237,10 @@ pub(crate) struct MessageLog<A, V, Sig> {
     /// For each validator, the rounds above `current` it occupies.
     future: BTreeMap<A, BTreeSet<Round>>,
     max_future_rounds: usize,
+    /// Values proposed by the proposer of a round up to `current` (at most
+    /// one per such round): the only values an equivocator's second vote may
+    /// count for.
+    proposed: BTreeSet<V>,
 }
 
 impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
@@ -246,12 +250,38 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
             current: 0,
             future: BTreeMap::new(),
             max_future_rounds: max_future_rounds.max(1),
+            proposed: BTreeSet::new(),
         }
     }
 
-    /// Rounds at or below `round` stop counting against the future limits.
-    pub(crate) fn set_current_round(&mut self, round: Round) {
-        self.current = round;
+    /// Moves the current round up to `round`. Rounds at or below it stop
+    /// counting against the future limits, and in the rounds it passes (above
+    /// the old current round) only the proposal of `proposer_of(r)` is kept.
+    /// `proposer_of` is asked only for rounds up to `round`.
+    pub(crate) fn set_current_round<'a>(
+        &mut self,
+        round: Round,
+        proposer_of: impl Fn(Round) -> Option<&'a A>,
+    ) where
+        A: 'a,
+    {
+        if round > self.current {
+            let passed = (
+                std::ops::Bound::Excluded(self.current),
+                std::ops::Bound::Included(round),
+            );
+            for (r, log) in self.rounds.range_mut(passed) {
+                if log.proposals.is_empty() {
+                    continue;
+                }
+                let proposer = proposer_of(*r);
+                log.proposals.retain(|a, _| Some(a) == proposer);
+                for p in log.proposals.values() {
+                    self.proposed.insert(p.message.value.clone());
+                }
+            }
+        }
+        self.current = self.current.max(round);
         self.future.retain(|_, rounds| {
             rounds.retain(|r| *r > round);
             !rounds.is_empty()
@@ -342,12 +372,11 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
             .is_some_and(|r| r.votes(vote.message.vote_type).holds(vote))
     }
 
-    /// Whether some proposal of this height (any round, any claimed
-    /// proposer) carries `value`.
+    /// Whether the proposer of a round up to the current one proposed
+    /// `value` (proposals of higher rounds do not count: their proposer is not
+    /// known yet).
     pub(crate) fn is_proposed(&self, value: &V) -> bool {
-        self.rounds
-            .values()
-            .any(|r| r.proposals.values().any(|p| p.message.value == *value))
+        self.proposed.contains(value)
     }
 
     /// Counts a checked conflicting vote of an equivocator for a proposed
@@ -360,8 +389,13 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
         round.votes_mut(kind).insert_conflicting(vote, power)
     }
 
-    /// Stores a proposal the caller checked.
+    /// Stores a proposal the caller checked (signature, no proposal yet from
+    /// this signer in this round, [`MessageLog::admit`], and for a round up
+    /// to the current one: from the round's proposer).
     pub(crate) fn add_proposal(&mut self, proposal: SignedProposal<A, V, Sig>, power: u64) {
+        if proposal.message.round <= self.current {
+            self.proposed.insert(proposal.message.value.clone());
+        }
         let round = self
             .rounds
             .entry(proposal.message.round)
@@ -376,7 +410,7 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Signed, Vote};
+    use crate::types::{Proposal, Signed, Vote};
 
     fn vote(validator: u32, round: Round, value: Option<u8>) -> SignedVote<u32, u8, ()> {
         Signed {
@@ -414,6 +448,10 @@ mod tests {
             "once per value"
         );
         assert!(
+            !log.add_conflicting_vote(vote(0, 0, Some(3)), 1),
+            "at most one second vote per validator, round and step"
+        );
+        assert!(
             !log.add_conflicting_vote(vote(0, 0, Some(1)), 1),
             "not its first value"
         );
@@ -422,9 +460,55 @@ mod tests {
             "nil is never extra"
         );
         let r = log.round(0).expect("round 0").votes(VoteType::Prevote);
-        assert_eq!((r.power_for(Some(&1)), r.power_for(Some(&2))), (1, 1));
+        assert_eq!(
+            (
+                r.power_for(Some(&1)),
+                r.power_for(Some(&2)),
+                r.power_for(Some(&3))
+            ),
+            (1, 1, 0)
+        );
         assert_eq!(r.total(), 1, "one validator counts once in the total");
+        assert_eq!(r.iter().count(), 2);
         assert!(log.holds_vote(&vote(0, 0, Some(2))));
+        assert!(!log.holds_vote(&vote(0, 0, Some(3))));
+    }
+
+    fn proposal(proposer: u32, round: Round, value: u8) -> SignedProposal<u32, u8, ()> {
+        Signed {
+            message: Proposal {
+                height: 1,
+                round,
+                value,
+                pol_round: None,
+                proposer,
+            },
+            signature: (),
+        }
+    }
+
+    #[test]
+    fn only_proposals_of_the_proposer_count_as_proposed() {
+        let mut log = MessageLog::new(4);
+        // Round 0 is current: the caller only lets the proposer in.
+        log.add_proposal(proposal(0, 0, 1), 1);
+        assert!(log.is_proposed(&1));
+        // Future rounds keep a slot per claimed proposer, none "proposed".
+        log.add_proposal(proposal(2, 2, 2), 1);
+        log.add_proposal(proposal(3, 2, 3), 1);
+        log.add_proposal(proposal(3, 5, 5), 1);
+        assert!(!log.is_proposed(&2) && !log.is_proposed(&3));
+        // Reaching round 2 (proposer 2) keeps only its proposal there.
+        let proposers = [0u32, 1, 2, 3, 0, 1];
+        log.set_current_round(2, |r| proposers.get(r as usize));
+        assert!(log.is_proposed(&2));
+        assert!(!log.is_proposed(&3), "a non-proposer's value");
+        assert!(log.proposal(2, &3).is_none(), "dropped once its round came");
+        assert!(log.proposal(2, &2).is_some());
+        assert!(!log.is_proposed(&5), "round 5 is still ahead");
+        assert!(log.proposal(5, &3).is_some(), "still ahead: kept");
+        log.set_current_round(5, |r| proposers.get(r as usize));
+        assert!(log.proposal(5, &3).is_none() && !log.is_proposed(&5));
     }
 
     #[test]
@@ -439,7 +523,7 @@ mod tests {
         assert!(!log.admit(&7, 3), "lower than everything it holds");
         // Another validator is not affected, and the current round is free.
         assert!(log.admit(&8, 2));
-        log.set_current_round(10);
+        log.set_current_round(10, |_| None);
         assert!(log.admit(&7, 5));
     }
 }

@@ -2,7 +2,8 @@
 //! the validator set alone.
 
 use tally_consensus::{
-    CertificateError, CommitCertificate, Evidence, Validator, ValidatorSet, verify_certificate,
+    Action, CertificateError, CommitCertificate, Consensus, Evidence, Validator, ValidatorSet,
+    verify_certificate,
 };
 
 use crate::sim::scheme::{Addr, Sig, TestScheme, Val};
@@ -91,6 +92,16 @@ fn rejects_what_it_must() {
         check(&set, &duplicate),
         Err(CertificateError::DuplicateSigner { index: 2 }),
         "the same signer twice does not make a quorum"
+    );
+    assert_eq!(
+        check(&set, &cert(3, 2, v(1), &[1, 0, 3])),
+        Err(CertificateError::UnsortedSigners { index: 1 }),
+        "one set of signers has one encoding: sorted by address"
+    );
+    assert_eq!(
+        check(&set, &cert(3, 2, v(1), &[0, 1, 3, 0])),
+        Err(CertificateError::UnsortedSigners { index: 3 }),
+        "a repeat out of order"
     );
     let mut bad = good.clone();
     bad.signatures[2].1 ^= 1;
@@ -191,4 +202,31 @@ fn evidence_checks_out_only_when_it_is_real() {
         second: signed_proposal(0, 1, 0, v(2), None),
     };
     assert!(proposals.verify(&TestScheme, CHAIN));
+}
+
+#[test]
+fn a_decided_certificate_lists_its_signers_in_address_order() {
+    // An observer; validator 0 precommits nil, then (equivocating) v1: its
+    // second precommit counts for v1 and is stored after the first votes.
+    let mut m = Consensus::new(config(), TestScheme, None);
+    m.handle(start(1));
+    m.handle(ev_proposal(signed_proposal(0, 1, 0, v(1), None)));
+    m.handle(verified(1, v(1), true));
+    m.handle(ev_vote(precommit(0, 1, 0, None)));
+    let evidence = m.handle(ev_vote(precommit(0, 1, 0, Some(v(1)))));
+    assert!(matches!(
+        evidence.as_slice(),
+        [Action::ReportEvidence(Evidence::DuplicateVote { .. })]
+    ));
+    m.handle(ev_vote(precommit(2, 1, 0, Some(v(1)))));
+    assert_eq!(
+        m.handle(ev_vote(precommit(3, 1, 0, Some(v(1))))),
+        vec![decide(1, 0, v(1), &[0, 2, 3])],
+        "L49-51 with signers sorted by address"
+    );
+    let certificate = m.decision().expect("decided");
+    assert_eq!(
+        verify_certificate(&TestScheme, CHAIN, &validators(4), 1, &v(1), certificate),
+        Ok(3)
+    );
 }

@@ -5,6 +5,7 @@
 //! `TALLY_SIM_SEEDS=<n>` runs `n` seeds per simulation scenario,
 //! `TALLY_SIM_SEED=<s>` replays one seed.
 
+mod bounds;
 mod certificates;
 mod determinism;
 mod negative;

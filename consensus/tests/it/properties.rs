@@ -220,7 +220,8 @@ proptest! {
                     let done = cut.min(actions.len());
                     record(&actions[..done], &mut persisted, &mut signed)
                         .map_err(TestCaseError::fail)?;
-                    m = Consensus::restore(config(), TestScheme, signer(me), persisted.clone());
+                    m = Consensus::restore(config(), TestScheme, signer(me), persisted.clone())
+                        .expect("a persisted signing state is sane");
                     let resumed = m.handle(start(height));
                     record(&resumed, &mut persisted, &mut signed).map_err(TestCaseError::fail)?;
                 }

@@ -1,13 +1,13 @@
 //! Restart safety: a machine restored from its persisted signing state never
 //! signs anything that conflicts with what it signed before the crash.
 
-use tally_consensus::{Action, Consensus, TimeoutKind::*};
+use tally_consensus::{Action, Consensus, MAX_ROUND, RestoreError, TimeoutKind::*};
 
 use crate::sim::scheme::TestScheme;
 use crate::support::*;
 
 fn restored(me: u32, s: State) -> Machine {
-    Consensus::restore(config(), TestScheme, signer(me), s)
+    Consensus::restore(config(), TestScheme, signer(me), s).expect("a sane signing state")
 }
 
 #[test]
@@ -145,4 +145,30 @@ fn restart_in_a_later_round_resumes_there_with_the_lock() {
         actions.contains(&broadcast_proposal(signed_proposal(3, 1, 3, v(1), Some(1)))),
         "{actions:?}"
     );
+}
+
+#[test]
+fn a_persisted_round_above_the_maximum_is_refused() {
+    for round in [MAX_ROUND + 1, u32::MAX] {
+        let restored = Consensus::restore(config(), TestScheme, signer(1), state(1, round));
+        assert_eq!(
+            restored.map(|_| ()),
+            Err(RestoreError::RoundTooHigh { round }),
+            "round {round}"
+        );
+    }
+    assert!(Consensus::restore(config(), TestScheme, signer(1), state(1, MAX_ROUND)).is_ok());
+}
+
+#[test]
+fn timeouts_never_move_past_the_maximum_round() {
+    // What `restore` accepts is what the machine can reach, and no further.
+    let mut m = restored(1, state(1, MAX_ROUND));
+    m.handle(start(1));
+    assert_eq!(m.round(), Some(MAX_ROUND));
+    for from in [0, 2, 3] {
+        m.handle(ev_vote(precommit(from, 1, MAX_ROUND, None)));
+    }
+    assert_eq!(m.handle(timeout(1, MAX_ROUND, Precommit)), vec![]);
+    assert_eq!(m.round(), Some(MAX_ROUND));
 }

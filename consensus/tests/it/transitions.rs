@@ -380,7 +380,7 @@ fn locked_machine(round: u32, locked_round: u32, value: u64) -> Machine {
     let s = state(1, round)
         .locked(locked_round, v(value))
         .valid(locked_round, v(value), vec![]);
-    Consensus::restore(config(), TestScheme, signer(3), s)
+    Consensus::restore(config(), TestScheme, signer(3), s).expect("a sane signing state")
 }
 
 #[test]

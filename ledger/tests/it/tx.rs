@@ -136,6 +136,8 @@ fn key_file_round_trip_with_owner_only_permissions() {
     assert!(key.save(&path).is_err());
     // Refuses a key file that others can read.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let err = SecretKey::load(&path).expect_err("must be refused").to_string();
+    let err = SecretKey::load(&path)
+        .expect_err("must be refused")
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
 }

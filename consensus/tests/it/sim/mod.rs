@@ -785,12 +785,10 @@ impl Sim {
         } else {
             n.disk_signing.clone()
         };
-        n.machine = Some(Consensus::restore(
-            self.config.clone(),
-            TestScheme,
-            signer(n.key),
-            state,
-        ));
+        n.machine = Some(
+            Consensus::restore(self.config.clone(), TestScheme, signer(n.key), state)
+                .expect("the simulated disk holds a sane signing state"),
+        );
         let epoch = n.epoch;
         let height = n.ledger.len() as u64 + 1;
         self.start_height(node, height);
