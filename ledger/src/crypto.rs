@@ -417,3 +417,9 @@ struct KeyFile {
     public_key: PublicKey,
     secret_key: String,
 }
+
+impl AsRef<[u8]> for Hash {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
