@@ -1,0 +1,864 @@
+//! The actor: owns the swarm and every piece of peer bookkeeping, and runs
+//! one `select!` loop over swarm events, handle commands, the event channel
+//! and a maintenance tick.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder,
+    core::ConnectedPoint,
+    gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash},
+    identify,
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, request_response,
+    swarm::{
+        ConnectionId, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+    tcp, yamux,
+};
+use tokio::{
+    sync::{
+        mpsc::{self, error::TrySendError},
+        oneshot,
+    },
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Config, Error, Event, Handle, PeerInfo, RequestError, RequestId, Stats, Topic, Verdict,
+    behaviour::{self, Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD},
+    config::{load_or_create_key, quic_twin},
+    ingress::Command,
+};
+
+/// Period of the maintenance tick: redials, ban expiry, score checks.
+const TICK: Duration = Duration::from_millis(100);
+/// Non-gossip events waiting for room in the event channel. Beyond this the
+/// node is hopelessly behind, and new requests are refused.
+const MAX_PENDING_EVENTS: usize = 4096;
+/// Commands queued from handles before senders wait.
+const COMMAND_CAPACITY: usize = 1024;
+/// How long `spawn` waits for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type ResponseReply = oneshot::Sender<Result<Vec<u8>, RequestError>>;
+
+struct Redial {
+    addr: Multiaddr,
+    backoff: Duration,
+    next_dial: Option<Instant>,
+}
+
+struct Inbound {
+    peer: PeerId,
+    request_id: request_response::InboundRequestId,
+    channel: request_response::ResponseChannel<Vec<u8>>,
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    /// Connection and request events wait here rather than being dropped
+    /// when the channel is full; gossip is never queued.
+    pending_events: VecDeque<Event>,
+    local_peer_id: PeerId,
+    topics: HashMap<TopicHash, Topic>,
+    kad_protocol: libp2p::StreamProtocol,
+    listen_addrs: Vec<Multiaddr>,
+    external_addrs: Vec<Multiaddr>,
+    connected: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    persistent: HashMap<PeerId, Redial>,
+    bans: HashMap<PeerId, Instant>,
+    outbound: HashMap<request_response::OutboundRequestId, (PeerId, ResponseReply)>,
+    outbound_per_peer: HashMap<PeerId, usize>,
+    inbound: HashMap<u64, Inbound>,
+    inbound_ids: HashMap<request_response::InboundRequestId, u64>,
+    inbound_per_peer: HashMap<PeerId, usize>,
+    next_request_id: u64,
+    next_discovery: Instant,
+    discovery_soon: Option<Instant>,
+    stats: Stats,
+    malformed_requests: Arc<AtomicU64>,
+    config: Config,
+}
+
+pub(crate) async fn spawn(config: Config) -> Result<(Handle, mpsc::Receiver<Event>), Error> {
+    if config.event_capacity == 0 || config.max_inflight_requests_per_peer == 0 {
+        return Err(Error::Config(
+            "event_capacity and max_inflight_requests_per_peer must be positive".into(),
+        ));
+    }
+    if config.enable_quic && !cfg!(feature = "quic") {
+        return Err(Error::Config(
+            "enable_quic needs tally-p2p built with the `quic` feature".into(),
+        ));
+    }
+    let key = load_or_create_key(&config.key_file)?;
+    let local_peer_id = key.public().to_peer_id();
+
+    let topic_list: Vec<(Topic, IdentTopic)> = Topic::ALL
+        .iter()
+        .map(|t| (*t, t.ident(config.chain_id, &config.genesis_hash)))
+        .collect();
+    let hashes: Vec<TopicHash> = topic_list.iter().map(|(_, i)| i.hash()).collect();
+    let protocols = behaviour::protocols(&config)?;
+    let malformed_requests = Arc::new(AtomicU64::new(0));
+    let behaviour = behaviour::build(
+        &key,
+        &config,
+        &hashes,
+        &protocols,
+        malformed_requests.clone(),
+    )?;
+    let mut swarm = build_swarm(key, behaviour, &config)?;
+
+    for (_, ident) in &topic_list {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(ident)
+            .map_err(|e| Error::Config(format!("subscribe {ident}: {e}")))?;
+    }
+    let mut listen = config.listen.clone();
+    if config.enable_quic {
+        listen.extend(config.listen.iter().filter_map(quic_twin));
+    }
+    let listen_addrs = bind(&mut swarm, &listen).await?;
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
+    }
+
+    let mut persistent = HashMap::new();
+    let now = Instant::now();
+    for addr in &config.bootstrap {
+        let Some(peer) = peer_id_of(addr) else {
+            return Err(Error::Config(format!(
+                "bootstrap address {addr} lacks /p2p/<peer id>"
+            )));
+        };
+        if peer == local_peer_id {
+            continue;
+        }
+        let addr = without_peer_id(addr);
+        let _ = swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        persistent.insert(
+            peer,
+            Redial {
+                addr,
+                backoff: config.redial_initial_backoff,
+                next_dial: Some(now),
+            },
+        );
+    }
+
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
+    info!(peer_id = %local_peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, "p2p started");
+    let actor = Actor {
+        swarm,
+        commands: command_rx,
+        events: event_tx,
+        pending_events: VecDeque::new(),
+        local_peer_id,
+        topics: topic_list.iter().map(|(t, i)| (i.hash(), *t)).collect(),
+        kad_protocol: protocols.kad,
+        listen_addrs,
+        external_addrs: config.external.clone(),
+        connected: HashMap::new(),
+        persistent,
+        bans: HashMap::new(),
+        outbound: HashMap::new(),
+        outbound_per_peer: HashMap::new(),
+        inbound: HashMap::new(),
+        inbound_ids: HashMap::new(),
+        inbound_per_peer: HashMap::new(),
+        next_request_id: 0,
+        next_discovery: now + config.discovery_interval,
+        discovery_soon: None,
+        stats: Stats::default(),
+        malformed_requests,
+        config,
+    };
+    tokio::spawn(actor.run());
+    Ok((
+        Handle {
+            commands: command_tx,
+            local_peer_id,
+        },
+        event_rx,
+    ))
+}
+
+fn build_swarm(
+    key: Keypair,
+    behaviour: Behaviour,
+    config: &Config,
+) -> Result<Swarm<Behaviour>, Error> {
+    let idle = config.idle_connection_timeout;
+    let builder = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
+        .with_behaviour(move |_| behaviour)
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}
+
+/// Starts every listener and waits until each reports its bound address.
+async fn bind(swarm: &mut Swarm<Behaviour>, listen: &[Multiaddr]) -> Result<Vec<Multiaddr>, Error> {
+    let mut waiting = Vec::new();
+    for addr in listen {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+        waiting.push((id, addr.clone()));
+    }
+    let mut bound = Vec::new();
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    while !waiting.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| Error::Listen {
+                addr: waiting[0].1.clone(),
+                reason: "no address reported in time".into(),
+            })?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                waiting.retain(|(id, _)| *id != listener_id);
+                bound.push(address);
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some((_, addr)) = waiting.iter().find(|(id, _)| *id == listener_id) {
+                    return Err(Error::Listen {
+                        addr: addr.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some((_, addr)) = waiting.iter().find(|(id, _)| *id == listener_id) {
+                    return Err(Error::Listen {
+                        addr: addr.clone(),
+                        reason: format!("listener closed: {reason:?}"),
+                    });
+                }
+            }
+            other => debug!(event = ?other, "swarm event while binding"),
+        }
+    }
+    Ok(bound)
+}
+
+fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    without_peer_id(addr).with(Protocol::P2p(peer))
+}
+
+fn acceptance(verdict: Verdict) -> MessageAcceptance {
+    match verdict {
+        Verdict::Accept => MessageAcceptance::Accept,
+        Verdict::Reject => MessageAcceptance::Reject,
+        Verdict::Ignore => MessageAcceptance::Ignore,
+    }
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut shutdown_reply = None;
+        // A clone, so that a reserved slot borrows this local and not `self`.
+        let events = self.events.clone();
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => {
+                        if let Some(reply) = self.on_command(command) {
+                            shutdown_reply = Some(reply);
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                permit = events.reserve(), if !self.pending_events.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.pending_events.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    // The node dropped its receiver: nobody will read these.
+                    Err(_) => self.pending_events.clear(),
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        info!(peer_id = %self.local_peer_id, "p2p stopping");
+        // Dropping the swarm closes the listeners and every connection; only
+        // then is the shutdown acknowledged, so a restart can reuse the port.
+        let Actor { swarm, .. } = self;
+        drop(swarm);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Queues a connection or request event; these are never dropped while
+    /// the receiver lives.
+    fn queue_event(&mut self, event: Event) {
+        if self.pending_events.is_empty() {
+            match self.events.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(event)) => self.pending_events.push_back(event),
+            }
+        } else {
+            self.pending_events.push_back(event);
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::BlockSync(event)) => self.on_sync(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
+            SwarmEvent::Behaviour(_) => {}
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let addr = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+                };
+                debug!(peer = %peer_id, %addr, "connection established");
+                if self.bans.contains_key(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                self.connected
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, addr.clone());
+                if let Some(redial) = self.persistent.get_mut(&peer_id) {
+                    redial.backoff = self.config.redial_initial_backoff;
+                    redial.next_dial = None;
+                }
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, %addr, "peer connected");
+                    self.queue_event(Event::PeerConnected {
+                        peer: peer_id,
+                        addr,
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                debug!(peer = %peer_id, ?cause, "connection closed");
+                let was_known = match self.connected.get_mut(&peer_id) {
+                    Some(conns) => {
+                        let known = conns.remove(&connection_id).is_some();
+                        if conns.is_empty() {
+                            self.connected.remove(&peer_id);
+                        }
+                        known
+                    }
+                    None => false,
+                };
+                if num_established == 0 {
+                    if was_known {
+                        info!(peer = %peer_id, "peer disconnected");
+                        self.queue_event(Event::PeerDisconnected { peer: peer_id });
+                    }
+                    self.schedule_redial(peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(peer) = peer_id {
+                    if !self.connected.contains_key(&peer) {
+                        self.schedule_redial(peer);
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!(%error, "inbound connection failed");
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let Some(topic) = self.topics.get(&message.topic).copied() else {
+            self.stats.unknown_topic_dropped += 1;
+            debug!(peer = %propagation_source, topic = %message.topic, "gossip on unknown topic");
+            self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            return;
+        };
+        // Gossipsub enforces the same limit; this guards against a change of
+        // its semantics rather than trusting it blindly.
+        if message.data.len() > self.config.max_message_bytes {
+            self.stats.oversized_dropped += 1;
+            warn!(peer = %propagation_source, size = message.data.len(), "oversized gossip dropped");
+            self.validate(&message_id, &propagation_source, MessageAcceptance::Reject);
+            return;
+        }
+        let event = Event::Message {
+            topic,
+            source: propagation_source,
+            author: message.source,
+            id: message_id.clone(),
+            data: message.data,
+        };
+        match self.events.try_send(event) {
+            Ok(()) => self.stats.messages_received += 1,
+            Err(TrySendError::Full(_)) => {
+                // Blocking here would stall every connection; gossip is
+                // redundant, so dropping one copy is the cheaper failure.
+                self.stats.gossip_dropped_backpressure += 1;
+                if self.stats.gossip_dropped_backpressure.is_power_of_two() {
+                    warn!(
+                        dropped = self.stats.gossip_dropped_backpressure,
+                        "event channel full, dropping gossip"
+                    );
+                }
+                self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            }
+        }
+    }
+
+    fn validate(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
+        // False when the message already left the cache: nothing to do.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request_id,
+                    request,
+                    channel,
+                } => self.on_inbound_request(peer, request_id, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((peer, reply)) = self.outbound.remove(&request_id) {
+                        self.release_outbound(peer);
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.stats.outbound_request_failures += 1;
+                debug!(%peer, %error, "outbound request failed");
+                if let Some((peer, reply)) = self.outbound.remove(&request_id) {
+                    self.release_outbound(peer);
+                    let error = match error {
+                        request_response::OutboundFailure::Timeout => RequestError::Timeout,
+                        request_response::OutboundFailure::DialFailure => RequestError::Unreachable,
+                        other => RequestError::Failed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.stats.inbound_request_failures += 1;
+                debug!(%peer, %error, "inbound request failed");
+                if let Some(token) = self.inbound_ids.remove(&request_id) {
+                    if let Some(inbound) = self.inbound.remove(&token) {
+                        self.release_inbound(inbound.peer);
+                    }
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_inbound_request(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::InboundRequestId,
+        data: Vec<u8>,
+        channel: request_response::ResponseChannel<Vec<u8>>,
+    ) {
+        self.stats.requests_received += 1;
+        let in_flight = self.inbound_per_peer.get(&peer).copied().unwrap_or(0);
+        if in_flight >= self.config.max_inflight_requests_per_peer
+            || self.pending_events.len() >= MAX_PENDING_EVENTS
+        {
+            // Dropping the channel closes the stream: the requester sees a
+            // failure at once instead of waiting for its timeout.
+            self.stats.requests_refused += 1;
+            warn!(%peer, in_flight, "inbound request refused");
+            drop(channel);
+            return;
+        }
+        *self.inbound_per_peer.entry(peer).or_default() += 1;
+        let token = self.next_request_id;
+        self.next_request_id += 1;
+        self.inbound.insert(
+            token,
+            Inbound {
+                peer,
+                request_id,
+                channel,
+            },
+        );
+        self.inbound_ids.insert(request_id, token);
+        self.queue_event(Event::Request {
+            peer,
+            id: RequestId(token),
+            data,
+        });
+    }
+
+    fn release_inbound(&mut self, peer: PeerId) {
+        if let Some(n) = self.inbound_per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.inbound_per_peer.remove(&peer);
+            }
+        }
+    }
+
+    fn release_outbound(&mut self, peer: PeerId) {
+        if let Some(n) = self.outbound_per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.outbound_per_peer.remove(&peer);
+            }
+        }
+    }
+
+    fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        if !info.protocols.contains(&self.kad_protocol) {
+            // Another chain (or not a Tally node): keep it out of discovery.
+            return;
+        }
+        for addr in info.listen_addrs {
+            let _ = self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+        }
+        // A new peer may know peers we do not: look soon, but coalesce the
+        // lookups of a burst of new connections into one.
+        self.discovery_soon
+            .get_or_insert_with(|| Instant::now() + Duration::from_millis(300));
+    }
+
+    /// Returns the reply of a shutdown command, which ends the loop.
+    fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<()>> {
+        match command {
+            Command::ListenAddrs(reply) => {
+                let addrs = self
+                    .listen_addrs
+                    .iter()
+                    .chain(self.external_addrs.iter())
+                    .map(|a| with_peer_id(a, self.local_peer_id))
+                    .collect();
+                let _ = reply.send(addrs);
+            }
+            Command::Publish { topic, data, reply } => {
+                let _ = reply.send(self.publish(topic, data));
+            }
+            Command::Report {
+                id,
+                source,
+                verdict,
+            } => self.validate(&id, &source, acceptance(verdict)),
+            Command::Request { peer, data, reply } => self.request(peer, data, reply),
+            Command::Respond { id, data, reply } => {
+                let _ = reply.send(self.respond(id, data));
+            }
+            Command::Dial { addr, reply } => {
+                let result = match peer_id_of(&addr) {
+                    Some(peer) if self.bans.contains_key(&peer) => Err(Error::Dial {
+                        addr,
+                        reason: "peer is banned".into(),
+                    }),
+                    _ => self.swarm.dial(addr.clone()).map_err(|e| Error::Dial {
+                        addr,
+                        reason: e.to_string(),
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Ban {
+                peer,
+                duration,
+                reply,
+            } => {
+                self.ban(peer, duration);
+                let _ = reply.send(());
+            }
+            Command::Peers(reply) => {
+                let peers = self
+                    .connected
+                    .iter()
+                    .map(|(peer, conns)| PeerInfo {
+                        peer: *peer,
+                        addrs: conns.values().cloned().collect(),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::MeshPeers { topic, reply } => {
+                let hash = topic.hash(self.config.chain_id, &self.config.genesis_hash);
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .mesh_peers(&hash)
+                    .copied()
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::Stats(reply) => {
+                let mut stats = self.stats;
+                stats.malformed_requests = self.malformed_requests.load(Ordering::Relaxed);
+                let _ = reply.send(stats);
+            }
+            Command::Shutdown(reply) => return Some(reply),
+        }
+        None
+    }
+
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<MessageId, Error> {
+        if data.len() > self.config.max_message_bytes {
+            self.stats.oversized_dropped += 1;
+            return Err(Error::MessageTooLarge {
+                size: data.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let ident = topic.ident(self.config.chain_id, &self.config.genesis_hash);
+        match self.swarm.behaviour_mut().gossipsub.publish(ident, data) {
+            Ok(id) => {
+                self.stats.messages_published += 1;
+                Ok(id)
+            }
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(Error::NoPeers),
+            Err(gossipsub::PublishError::Duplicate) => Err(Error::Duplicate),
+            Err(e) => Err(Error::Publish(e.to_string())),
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, data: Vec<u8>, reply: ResponseReply) {
+        let max = self.config.max_request_bytes;
+        let in_flight = self.outbound_per_peer.get(&peer).copied().unwrap_or(0);
+        let refusal = if data.len() > max {
+            Some(RequestError::TooLarge {
+                size: data.len(),
+                max,
+            })
+        } else if self.bans.contains_key(&peer) {
+            Some(RequestError::Banned)
+        } else if in_flight >= self.config.max_inflight_requests_per_peer {
+            Some(RequestError::TooManyInFlight)
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        *self.outbound_per_peer.entry(peer).or_default() += 1;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .block_sync
+            .send_request(&peer, data);
+        self.outbound.insert(id, (peer, reply));
+    }
+
+    fn respond(&mut self, id: RequestId, data: Vec<u8>) -> Result<(), Error> {
+        let Some(inbound) = self.inbound.remove(&id.0) else {
+            return Err(Error::UnknownRequest);
+        };
+        self.inbound_ids.remove(&inbound.request_id);
+        self.release_inbound(inbound.peer);
+        if data.len() > self.config.max_response_bytes {
+            // The channel is dropped: the requester sees a failure now.
+            return Err(Error::MessageTooLarge {
+                size: data.len(),
+                max: self.config.max_response_bytes,
+            });
+        }
+        self.swarm
+            .behaviour_mut()
+            .block_sync
+            .send_response(inbound.channel, data)
+            .map_err(|_| Error::UnknownRequest)
+    }
+
+    fn ban(&mut self, peer: PeerId, duration: Duration) {
+        warn!(%peer, ?duration, "banning peer");
+        self.bans.insert(peer, Instant::now() + duration);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn schedule_redial(&mut self, peer: PeerId) {
+        let max = self.config.redial_max_backoff;
+        if let Some(redial) = self.persistent.get_mut(&peer) {
+            if redial.next_dial.is_none() {
+                redial.next_dial = Some(Instant::now() + redial.backoff);
+                redial.backoff = (redial.backoff * 2).min(max);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            info!(%peer, "ban expired");
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.schedule_redial(peer);
+        }
+
+        let due: Vec<(PeerId, Multiaddr)> = self
+            .persistent
+            .iter()
+            .filter(|(peer, r)| {
+                r.next_dial.is_some_and(|t| t <= now)
+                    && !self.connected.contains_key(peer)
+                    && !self.bans.contains_key(peer)
+            })
+            .map(|(peer, r)| (*peer, r.addr.clone()))
+            .collect();
+        for (peer, addr) in due {
+            if let Some(redial) = self.persistent.get_mut(&peer) {
+                redial.next_dial = None;
+            }
+            debug!(%peer, %addr, "dialling persistent peer");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = self.swarm.dial(opts) {
+                debug!(%peer, %error, "dial not started");
+                self.schedule_redial(peer);
+            }
+        }
+
+        // Gossipsub only ignores graylisted peers; a peer that earned that
+        // score is cut off entirely so that it stops costing bandwidth.
+        let graylisted: Vec<(PeerId, f64)> = self
+            .connected
+            .keys()
+            .filter_map(|peer| {
+                let score = self.swarm.behaviour().gossipsub.peer_score(peer)?;
+                (score < GRAYLIST_THRESHOLD).then_some((*peer, score))
+            })
+            .collect();
+        for (peer, score) in graylisted {
+            warn!(%peer, score, "peer score below graylist threshold");
+            self.stats.peers_banned_for_score += 1;
+            self.ban(peer, self.config.score_ban_duration);
+        }
+
+        let soon = self.discovery_soon.is_some_and(|t| t <= now);
+        if soon || now >= self.next_discovery {
+            self.discovery_soon = None;
+            self.next_discovery = now + self.config.discovery_interval;
+            // Fails only while the routing table is empty.
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use tally_p2p::Config;
+
+use crate::common::{Seen, config, start};
+
+/// A persistent peer that goes away is redialled with backoff and reconnects
+/// when it comes back on the same address; its key file keeps its peer id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_is_redialled_when_it_comes_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = start(config(&dir, "a")).await;
+    let a_id = a.id();
+    let a_addr = a.addr.clone();
+    let mut b = start(Config {
+        bootstrap: vec![a_addr.clone()],
+        ..config(&dir, "b")
+    })
+    .await;
+    b.wait_for("first connection", |seen| match seen {
+        Seen::Connected(p) if *p == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    let peers = b.handle.peers().await.expect("peers");
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].peer, a_id);
+
+    a.handle.shutdown().await.expect("shutdown a");
+    drop(a);
+    b.wait_for("disconnect", |seen| match seen {
+        Seen::Disconnected(p) if *p == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    // Let a few redials fail against the closed port.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let text = a_addr.to_string();
+    let listen: tally_p2p::Multiaddr = text
+        .split("/p2p/")
+        .next()
+        .expect("address text")
+        .parse()
+        .expect("listen address");
+    let a2 = start(Config {
+        listen: vec![listen],
+        ..config(&dir, "a")
+    })
+    .await;
+    assert_eq!(a2.id(), a_id, "the key file keeps the peer id");
+    b.wait_for("reconnect", |seen| match seen {
+        Seen::Connected(p) if *p == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    b.handle.shutdown().await.expect("shutdown b");
+    a2.handle.shutdown().await.expect("shutdown a2");
+}
+
+/// `dial` connects to an address; `peers` lists the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_and_list_peers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = start(config(&dir, "a")).await;
+    let b = start(config(&dir, "b")).await;
+    assert!(a.addr.to_string().starts_with("/ip4/127.0.0.1/tcp/"));
+    assert!(a.addr.to_string().ends_with(&format!("/p2p/{}", a.id())));
+    b.handle.dial(a.addr.clone()).await.expect("dial");
+    b.wait_connected_to(&[a.id()]).await;
+    a.wait_connected_to(&[b.id()]).await;
+    let peers = b.handle.peers().await.expect("peers");
+    assert_eq!(peers.len(), 1);
+    assert!(!peers[0].addrs.is_empty());
+    a.handle.shutdown().await.expect("shutdown");
+    b.handle.shutdown().await.expect("shutdown");
+}
+
+/// With the `quic` feature, `enable_quic` adds a QUIC listener next to TCP
+/// and nodes connect over it.
+#[cfg(feature = "quic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_connect_over_quic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = start(Config {
+        enable_quic: true,
+        ..config(&dir, "a")
+    })
+    .await;
+    let b = start(Config {
+        enable_quic: true,
+        ..config(&dir, "b")
+    })
+    .await;
+    let quic = a
+        .handle
+        .listen_addrs()
+        .await
+        .expect("listen addrs")
+        .into_iter()
+        .find(|addr| addr.to_string().contains("/quic-v1/"))
+        .expect("a QUIC listen address");
+    b.handle.dial(quic).await.expect("dial over QUIC");
+    b.wait_connected_to(&[a.id()]).await;
+    let peers = b.handle.peers().await.expect("peers");
+    assert!(
+        peers[0]
+            .addrs
+            .iter()
+            .any(|addr| addr.to_string().contains("/quic-v1")),
+        "{peers:?}"
+    );
+    a.handle.shutdown().await.expect("shutdown");
+    b.handle.shutdown().await.expect("shutdown");
+}
+
+/// Without the `quic` feature, asking for QUIC is a config error, not a
+/// silently TCP-only node.
+#[cfg(not(feature = "quic"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_quic_without_the_feature_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let result = tally_p2p::spawn(Config {
+        enable_quic: true,
+        ..config(&dir, "a")
+    })
+    .await;
+    assert!(matches!(result, Err(tally_p2p::Error::Config(_))));
+}
