@@ -10,15 +10,7 @@ use crate::sim::scheme::{Addr, Sig, TestScheme, Val};
 use crate::support::*;
 
 fn cert(h: u64, r: u32, value: Val, signers: &[Addr]) -> CommitCertificate<Addr, Val, Sig> {
-    CommitCertificate {
-        height: h,
-        round: r,
-        value,
-        signatures: signers
-            .iter()
-            .map(|a| (*a, precommit(*a, h, r, Some(value)).signature))
-            .collect(),
-    }
+    certificate(h, r, value, signers)
 }
 
 fn check(

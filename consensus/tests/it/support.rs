@@ -162,7 +162,17 @@ pub fn persist(state: State) -> TAction {
 }
 
 pub fn decide(h: u64, r: Round, value: Val, signers: &[Addr]) -> TAction {
-    Action::Decide(CommitCertificate {
+    Action::Decide(certificate(h, r, value, signers))
+}
+
+/// The certificate `signers` make by precommitting `value` at (`h`, `r`).
+pub fn certificate(
+    h: u64,
+    r: Round,
+    value: Val,
+    signers: &[Addr],
+) -> CommitCertificate<Addr, Val, Sig> {
+    CommitCertificate {
         height: h,
         round: r,
         value,
@@ -170,7 +180,7 @@ pub fn decide(h: u64, r: Round, value: Val, signers: &[Addr]) -> TAction {
             .iter()
             .map(|a| (*a, precommit(*a, h, r, Some(value)).signature))
             .collect(),
-    })
+    }
 }
 
 /// Builder for expected signing states.
