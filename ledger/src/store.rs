@@ -16,7 +16,7 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::block::Block;
+use crate::block::{Block, Commit};
 use crate::crypto::{Address, Hash};
 use crate::error::StoreError;
 use crate::execution::{ExecutedBlock, Receipt};
@@ -30,8 +30,9 @@ const CF_ACCOUNTS: &str = "accounts";
 const CF_META: &str = "meta";
 const CF_TREE_NODES: &str = "tree_nodes";
 const CF_TREE_VALUES: &str = "tree_values";
+const CF_COMMITS: &str = "commits";
 
-const COLUMN_FAMILIES: [&str; 8] = [
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TX_INDEX,
@@ -40,6 +41,7 @@ const COLUMN_FAMILIES: [&str; 8] = [
     CF_META,
     CF_TREE_NODES,
     CF_TREE_VALUES,
+    CF_COMMITS,
 ];
 
 const META_GENESIS_HASH: &[u8] = b"genesis_hash";
@@ -236,6 +238,16 @@ impl Store {
         }
     }
 
+    /// The commit certificate that decided the block at `height`, as this
+    /// node saw it (block `height + 1` carries one too, possibly signed by a
+    /// different quorum). Blocks committed without one have none.
+    pub fn seen_commit(&self, height: u64) -> Result<Option<Commit>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_COMMITS), height.to_be_bytes())?
+            .map(|bytes| decode("commit", &bytes))
+            .transpose()
+    }
+
     /// A committed transaction, its location and its receipt.
     pub fn transaction(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
         let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_TX_INDEX), hash.0)? else {
@@ -341,6 +353,16 @@ impl Store {
     /// Commits an executed block in one atomic, fsync'd write. The block must
     /// be the next height and have been executed against the current tip.
     pub fn commit(&self, executed: ExecutedBlock) -> Result<ChainTip, StoreError> {
+        self.commit_with(executed, None)
+    }
+
+    /// [`Store::commit`], also recording the certificate that decided the
+    /// block in the same write (see [`Store::seen_commit`]).
+    pub fn commit_with(
+        &self,
+        executed: ExecutedBlock,
+        seen_commit: Option<&Commit>,
+    ) -> Result<ChainTip, StoreError> {
         let tip = self.tip()?;
         let block = &executed.block;
         let height = block.height();
@@ -354,6 +376,9 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_BLOCKS), height.to_be_bytes(), block.encode());
         batch.put_cf(self.cf(CF_BLOCK_HASHES), hash.0, height.to_be_bytes());
+        if let Some(commit) = seen_commit {
+            batch.put_cf(self.cf(CF_COMMITS), height.to_be_bytes(), encode(commit));
+        }
         for (index, (tx, receipt)) in executed
             .tx_hashes
             .iter()
