@@ -113,3 +113,24 @@ pub fn commit_to_certificate(commit: &Commit) -> Certificate {
             .collect(),
     }
 }
+
+/// The validator set of `height`: the genesis set with its proposer rotation
+/// advanced once per height before it, so the proposer of round 0 rotates.
+pub fn validator_set_at(genesis_set: &ValidatorSet<Address>, height: u64) -> ValidatorSet<Address> {
+    let mut set = genesis_set.clone();
+    for _ in 1..height {
+        set = set.next_height();
+    }
+    set
+}
+
+/// The hash every block header commits to: keccak256 of the borsh encoding
+/// of the (address, power) list in set order.
+pub fn validators_hash(set: &ValidatorSet<Address>) -> Hash {
+    let members: Vec<(Address, u64)> = set
+        .validators()
+        .iter()
+        .map(|v| (v.address, v.power))
+        .collect();
+    keccak256(&borsh::to_vec(&members).expect("borsh encoding into a Vec cannot fail"))
+}

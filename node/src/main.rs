@@ -1,14 +1,19 @@
 //! `tally`: the Tally node binary.
-//!
-//! Today it manages keys and generates testnet homes; running a validator
-//! (`tally start`, `tally dev`, `tally localnet`) lands with the node issue.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tally_genesis::{ConsensusParams, generate_testnet};
-use tally_ledger::SecretKey;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
+use tally_genesis::{ConsensusParams, Genesis, dev_keys};
+use tally_ledger::{Address, Hash, SecretKey, Transaction};
+use tally_node::config::{Config, Home, LogFormat};
+use tally_node::homes::{self, Ports};
+use tally_node::localnet;
+use tally_node::node::{Node, shutdown_signal};
+use tally_rpc::TallyApiClient;
 
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, about = "Tally: a BFT ledger validator node")]
@@ -19,21 +24,162 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a node home: config.toml, node key, validator key and genesis.
+    Init {
+        #[arg(long)]
+        home: PathBuf,
+        /// Numeric chain id of the new chain (ignored with --genesis).
+        #[arg(long, default_value_t = 1337)]
+        chain_id: u64,
+        /// Join an existing chain: copy its genesis.json.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// No validator key: follow the chain without voting.
+        #[arg(long)]
+        full_node: bool,
+        #[arg(long, default_value = "tally")]
+        moniker: String,
+    },
+    /// Run the node in a home.
+    Start {
+        #[arg(long)]
+        home: PathBuf,
+        /// Override rpc.listen (e.g. 127.0.0.1:0 for a free port).
+        #[arg(long)]
+        rpc_listen: Option<SocketAddr>,
+        /// Override p2p.listen.
+        #[arg(long)]
+        p2p_listen: Option<String>,
+    },
+    /// A one-validator chain in a temporary directory with funded dev accounts.
+    Dev {
+        /// Keep the chain here instead of a temporary directory (reused if it exists).
+        #[arg(long)]
+        home: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8545")]
+        rpc_listen: SocketAddr,
+        #[arg(long, default_value_t = 1337)]
+        chain_id: u64,
+        #[command(flatten)]
+        params: ParamArgs,
+    },
     /// Create and inspect secp256k1 key files.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Generate homes for an N-validator testnet sharing one genesis.
+    /// Generate homes for an N-validator testnet with one genesis and peers wired.
     Testnet {
-        /// Number of validators.
         #[arg(long, default_value_t = 4)]
         validators: usize,
         /// Directory to create the homes in (node0, node1, ...).
         #[arg(long)]
         out: PathBuf,
-        /// Numeric chain id.
         #[arg(long, default_value_t = 1337)]
         chain_id: u64,
+        /// IP address the nodes listen on and dial each other at.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// P2P port of node0 (node i listens on base + i).
+        #[arg(long, default_value_t = 26656)]
+        p2p_port: u16,
+        /// JSON-RPC port of node0 (node i listens on base + i).
+        #[arg(long, default_value_t = 8545)]
+        rpc_port: u16,
+        /// Pick free ports instead of the sequential ones.
+        #[arg(long)]
+        free_ports: bool,
+        #[command(flatten)]
+        params: ParamArgs,
     },
+    /// Generate an N-validator testnet and run it here as child processes.
+    Localnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory for the homes (default: a temporary one, removed on exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 1337)]
+        chain_id: u64,
+        /// JSON-RPC port of node0 (node i gets base + i); default: free ports.
+        #[arg(long)]
+        rpc_port: Option<u16>,
+        #[command(flatten)]
+        params: ParamArgs,
+    },
+    /// Sign and submit transactions.
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Read the chain over JSON-RPC.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Load generator: submits pre-signed transfers and measures the chain.
+    Bench {
+        /// JSON-RPC endpoints to submit to (repeat for several nodes).
+        #[arg(long = "rpc", default_value = "http://127.0.0.1:8545")]
+        endpoints: Vec<String>,
+        /// Sender accounts (funded from the dev accounts on first use).
+        #[arg(long, default_value_t = 1000)]
+        senders: usize,
+        /// Transfers to submit.
+        #[arg(long, default_value_t = 50_000)]
+        txs: usize,
+        /// Target rate in transfers/s; 0 submits as fast as the nodes accept.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Concurrent HTTP connections submitting.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Transfers per tally_sendRawTransactions call.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Nodes running on this machine (the bound is the recovery rate / this).
+        #[arg(long, default_value_t = 1)]
+        nodes_on_machine: usize,
+        /// Skip measuring this machine's signature-recovery rate.
+        #[arg(long)]
+        no_calibrate: bool,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Give up waiting for commits this many seconds after the last submission.
+        #[arg(long, default_value_t = 60)]
+        drain_timeout_s: u64,
+    },
+    /// Delete a home's chain data (the store) so the node syncs again.
+    Reset {
+        #[arg(long)]
+        home: PathBuf,
+        /// Required: confirms that the chain data is to be deleted.
+        #[arg(long)]
+        yes_delete_chain_data: bool,
+        /// Also delete the validator's signing state. Only safe if this
+        /// validator never signed at the chain's current heights.
+        #[arg(long)]
+        signing_state: bool,
+    },
+}
+
+/// Consensus parameters of generated genesis files.
+#[derive(Debug, Args)]
+struct ParamArgs {
+    /// Minimum time between blocks (ms).
+    #[arg(long)]
+    block_interval_ms: Option<u64>,
+    /// Most transactions per block.
+    #[arg(long)]
+    max_block_txs: Option<u32>,
+}
+
+impl ParamArgs {
+    fn params(&self) -> ConsensusParams {
+        let mut params = ConsensusParams::default();
+        if let Some(ms) = self.block_interval_ms {
+            params.block_interval_ms = ms;
+        }
+        if let Some(n) = self.max_block_txs {
+            params.max_block_txs = n;
+        }
+        params
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,10 +195,207 @@ enum KeysCommand {
         /// The key file.
         key: PathBuf,
     },
+    /// Write a key file for an existing secret key (64 hex digits).
+    Import {
+        /// The secret key, e.g. one printed by `tally dev`.
+        #[arg(long)]
+        secret: String,
+        /// Where to write the key file; refuses to overwrite an existing file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the p2p peer id of a home's node key.
+    PeerId {
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RpcArg {
+    /// The node's JSON-RPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+}
+
+impl RpcArg {
+    fn client(&self) -> anyhow::Result<HttpClient> {
+        HttpClientBuilder::default()
+            .build(&self.rpc)
+            .with_context(|| format!("bad RPC URL {}", self.rpc))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TxCommand {
+    /// Transfer an amount to an address.
+    Transfer {
+        /// The sender's key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        to: Address,
+        #[arg(long)]
+        amount: u128,
+        #[arg(long, default_value_t = 1)]
+        fee: u128,
+        /// Default: the account's next nonce.
+        #[arg(long)]
+        nonce: Option<u64>,
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Wait until the transfer is committed.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueryCommand {
+    Account {
+        address: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// A block by height or hash (default: the latest).
+    Block {
+        id: Option<String>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    Tx {
+        hash: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    Status {
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            home,
+            chain_id,
+            genesis,
+            full_node,
+            moniker,
+        } => {
+            let home = Home::new(home);
+            let genesis = genesis
+                .map(|path| {
+                    Genesis::load(&path).with_context(|| format!("loading {}", path.display()))
+                })
+                .transpose()?;
+            let mut config = Config::default();
+            config.node.moniker = moniker;
+            let (genesis, key) = homes::init(&home, chain_id, genesis, full_node, config)?;
+            println!("initialised {}", home.root.display());
+            println!(
+                "  chain:     {} (id {})",
+                genesis.chain_name, genesis.chain_id
+            );
+            println!("  genesis:   {}", genesis.hash());
+            println!("  peer id:   {}", homes::node_peer_id(&home)?);
+            if let Some(key) = key {
+                println!("  validator: {}", key.address());
+            }
+            println!("  config:    {}", home.config_file().display());
+        }
+        Command::Start {
+            home,
+            rpc_listen,
+            p2p_listen,
+        } => {
+            let home = Home::new(home);
+            tally_node::node::check_home(&home)?;
+            let mut config = Config::load(&home.config_file())?;
+            init_logging(config.log.format, &config.log.filter);
+            if let Some(addr) = rpc_listen {
+                config.rpc.listen = addr;
+            }
+            if let Some(addr) = p2p_listen {
+                config.p2p.listen = vec![addr];
+            }
+            let node = Node::start(&home, &config).await?;
+            node.run_until(shutdown_signal()).await?;
+        }
+        Command::Dev {
+            home,
+            rpc_listen,
+            chain_id,
+            params,
+        } => {
+            init_logging(LogFormat::Plain, "info");
+            let temp;
+            let home = match home {
+                Some(home) => Home::new(home),
+                None => {
+                    temp = tempfile::Builder::new().prefix("tally-dev-").tempdir()?;
+                    Home::new(temp.path())
+                }
+            };
+            if !home.config_file().exists() {
+                let key = SecretKey::generate()?;
+                let mut genesis = tally_genesis::dev_genesis(chain_id, &key);
+                genesis.consensus = params.params();
+                let mut config = Config::default();
+                config.node.moniker = "dev".into();
+                config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+                key.save(&home.resolve(config.node.validator_key.as_ref()))?;
+                genesis.save(&home.genesis_file())?;
+                config.save_new(&home.config_file())?;
+            }
+            let mut config = Config::load(&home.config_file())?;
+            config.rpc.listen = rpc_listen;
+            let node = Node::start(&home, &config).await?;
+            let rpc = node.rpc_addr.context("RPC is disabled")?;
+            println!();
+            println!("Tally dev chain running (home {})", home.root.display());
+            println!("JSON-RPC: http://{rpc}  (WebSocket ws://{rpc})");
+            println!(
+                "Dev accounts (each funded in genesis; keys are public, never use them elsewhere):"
+            );
+            for key in dev_keys() {
+                println!("  {}  key 0x{}", key.address(), hex::encode(key.to_bytes()));
+            }
+            println!(
+                "Try: curl -s -X POST -H 'content-type: application/json' \
+                 -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tally_status\",\"params\":[]}}' http://{rpc}"
+            );
+            println!();
+            node.run_until(shutdown_signal()).await?;
+        }
         Command::Keys(KeysCommand::Generate { out }) => {
             let key = SecretKey::generate()?;
             key.save(&out)?;
@@ -65,23 +408,229 @@ fn main() -> anyhow::Result<()> {
             println!("address:    {}", key.address());
             println!("public key: {}", key.public_key());
         }
+        Command::Keys(KeysCommand::Import { secret, out }) => {
+            let bytes = hex::decode(secret.trim().trim_start_matches("0x"))
+                .context("the secret key must be hex")?;
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the secret key must be 32 bytes"))?;
+            let key = SecretKey::from_bytes(&bytes)?;
+            key.save(&out)?;
+            println!("address:    {}", key.address());
+            println!("key file:   {}", out.display());
+        }
+        Command::Keys(KeysCommand::PeerId { home }) => {
+            println!("{}", homes::node_peer_id(&Home::new(home))?);
+        }
         Command::Testnet {
             validators,
             out,
             chain_id,
+            host,
+            p2p_port,
+            rpc_port,
+            free_ports,
+            params,
         } => {
-            let testnet = generate_testnet(validators, chain_id, ConsensusParams::default(), &out)
-                .with_context(|| format!("generating a testnet in {}", out.display()))?;
-            println!(
-                "chain {} (id {}), genesis {}",
-                testnet.genesis.chain_name,
-                testnet.genesis.chain_id,
-                testnet.genesis.hash()
-            );
-            for (home, key) in testnet.homes.iter().zip(&testnet.validator_keys) {
-                println!("  {}  validator {}", home.display(), key.address());
+            let ports = if free_ports {
+                Ports::free(&host, validators)?
+            } else {
+                Ports::sequential(&host, validators, p2p_port, rpc_port)
+            };
+            let (genesis, nodes) =
+                homes::testnet(validators, chain_id, params.params(), &out, &ports)?;
+            print_testnet(&genesis, &nodes);
+        }
+        Command::Localnet {
+            validators,
+            dir,
+            chain_id,
+            rpc_port,
+            params,
+        } => {
+            init_logging(LogFormat::Plain, "info");
+            let temp;
+            let dir = match dir {
+                Some(dir) => dir,
+                None => {
+                    temp = tempfile::Builder::new()
+                        .prefix("tally-localnet-")
+                        .tempdir()?;
+                    temp.path().to_path_buf()
+                }
+            };
+            let host = "127.0.0.1";
+            let ports = match rpc_port {
+                Some(base) => {
+                    let p2p = homes::free_ports(host, validators)?;
+                    Ports {
+                        host: host.into(),
+                        p2p,
+                        rpc: (0..validators as u16).map(|i| base + i).collect(),
+                    }
+                }
+                None => Ports::free(host, validators)?,
+            };
+            let (genesis, nodes) =
+                homes::testnet(validators, chain_id, params.params(), &dir, &ports)?;
+            print_testnet(&genesis, &nodes);
+            let exe = std::env::current_exe().context("locating the tally binary")?;
+            let homes: Vec<PathBuf> = nodes.iter().map(|n| n.home.clone()).collect();
+            let children = localnet::spawn_nodes(&exe, &homes)?;
+            localnet::supervise(children, shutdown_signal()).await?;
+        }
+        Command::Tx(TxCommand::Transfer {
+            key,
+            to,
+            amount,
+            fee,
+            nonce,
+            memo,
+            wait,
+            rpc,
+        }) => {
+            let key = SecretKey::load(&key)?;
+            let client = rpc.client()?;
+            let status = client
+                .status()
+                .await
+                .context("asking the node for its status")?;
+            let nonce = match nonce {
+                Some(nonce) => nonce,
+                None => {
+                    client
+                        .get_account(key.address().to_string())
+                        .await
+                        .context("reading the sender's nonce")?
+                        .nonce
+                }
+            };
+            let tx = Transaction {
+                chain_id: status.chain_id,
+                nonce,
+                to,
+                amount,
+                fee,
+                memo: memo.into_bytes(),
+            }
+            .sign(&key);
+            let raw = hex::encode(tx.encode());
+            if wait {
+                print_json(&client.send_transaction_and_wait(raw, None).await?)?;
+            } else {
+                println!("{}", client.send_raw_transaction(raw).await?);
+            }
+        }
+        Command::Query(query) => match query {
+            QueryCommand::Account { address, rpc } => {
+                print_json(&rpc.client()?.get_account(address).await?)?
+            }
+            QueryCommand::Block { id, rpc } => {
+                let client = rpc.client()?;
+                let block = match id.as_deref() {
+                    None | Some("latest") => client.get_latest_block().await?,
+                    Some(id) if id.starts_with("0x") => {
+                        Hash::from_str(id).context("bad block hash")?;
+                        client.get_block_by_hash(id.into()).await?
+                    }
+                    Some(id) => {
+                        let height = id
+                            .parse()
+                            .context("expected a height, a 0x hash or latest")?;
+                        client.get_block_by_height(height).await?
+                    }
+                };
+                match block {
+                    Some(block) => print_json(&block)?,
+                    None => bail!("no such block"),
+                }
+            }
+            QueryCommand::Tx { hash, rpc } => {
+                print_json(&rpc.client()?.get_transaction(hash).await?)?
+            }
+            QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
+        },
+        Command::Bench {
+            endpoints,
+            senders,
+            txs,
+            rate,
+            connections,
+            batch,
+            nodes_on_machine,
+            no_calibrate,
+            out,
+            drain_timeout_s,
+        } => {
+            let report = tally_node::bench::run(tally_node::bench::BenchConfig {
+                endpoints,
+                senders,
+                txs,
+                rate,
+                connections,
+                batch,
+                nodes_on_machine,
+                calibrate: !no_calibrate,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout_s),
+            })
+            .await?;
+            tally_node::bench::print(&report);
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {}", out.display());
+            }
+        }
+        Command::Reset {
+            home,
+            yes_delete_chain_data,
+            signing_state,
+        } => {
+            let home = Home::new(home);
+            if !yes_delete_chain_data {
+                bail!(
+                    "this deletes the chain data in {}; pass --yes-delete-chain-data to confirm",
+                    home.store_dir().display()
+                );
+            }
+            remove_if_exists(&home.store_dir())?;
+            println!("deleted {}", home.store_dir().display());
+            if signing_state {
+                remove_if_exists(&home.signing_state_file())?;
+                println!("deleted {}", home.signing_state_file().display());
             }
         }
     }
     Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    let result = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("deleting {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn print_testnet(genesis: &Genesis, nodes: &[homes::TestnetNode]) {
+    println!(
+        "chain {} (id {}), genesis {}",
+        genesis.chain_name,
+        genesis.chain_id,
+        genesis.hash()
+    );
+    for node in nodes {
+        println!(
+            "  {}  validator {}  rpc {}",
+            node.home.display(),
+            node.validator,
+            node.rpc
+        );
+    }
 }

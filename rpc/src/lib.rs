@@ -1,4 +1,252 @@
-//! Tally's JSON-RPC API (namespace `tally_`), declared once as a jsonrpsee
-//! trait that generates both the server and a typed client.
+//! Tally's JSON-RPC API, declared once: the [`TallyApi`] trait generates both
+//! the server trait the node implements (`TallyApiServer`) and a typed client
+//! (`TallyApiClient`, for any jsonrpsee HTTP or WebSocket client).
 //!
-//! The API lands with the node issue.
+//! Every method is in the `tally_` namespace. Amounts are decimal strings
+//! (they are `u128`), hashes and addresses `0x`-prefixed hex, raw
+//! transactions hex of their borsh encoding (with or without `0x`).
+//! Rejections are JSON-RPC errors with a code from [`codes`] and a message
+//! that says what is wrong.
+
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+use tally_ledger::{Address, Commit, Hash, Header, Receipt, SignedTransaction, TxLocation};
+
+pub use jsonrpsee;
+
+/// Application error codes (JSON-RPC reserves -32768..-32000 for itself;
+/// `-32602` invalid params is used for input that cannot be parsed).
+pub mod codes {
+    /// Hex, address, hash or parameter that cannot be parsed.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// Something failed inside the node (storage, shutting down).
+    pub const INTERNAL: i32 = -32603;
+    /// The transaction cannot be decoded, is too large, or its signature is bad.
+    pub const INVALID_TX: i32 = 1001;
+    /// The transaction is for another chain.
+    pub const WRONG_CHAIN: i32 = 1002;
+    /// The nonce is below the account's, already pending, or too far ahead.
+    pub const BAD_NONCE: i32 = 1003;
+    /// The sender cannot pay amount plus fee, or the fee is below the minimum.
+    pub const CANNOT_PAY: i32 = 1004;
+    /// The mempool is full; retry later.
+    pub const MEMPOOL_FULL: i32 = 1005;
+    /// The transaction is already in the mempool.
+    pub const ALREADY_KNOWN: i32 = 1006;
+    /// Waiting for a transaction to commit timed out (it may still commit).
+    pub const TIMEOUT: i32 = 1007;
+    /// The transaction was dropped from the mempool before committing.
+    pub const DROPPED: i32 = 1008;
+}
+
+/// An error with one of the [`codes`].
+pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+/// Parses `0x`-prefixed or bare hex.
+pub fn parse_hex(what: &str, s: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    hex::decode(digits).map_err(|e| error(codes::INVALID_PARAMS, format!("bad hex in {what}: {e}")))
+}
+
+/// Where a transaction is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TxStatusInfo {
+    /// Not in this node's mempool nor in any committed block.
+    Unknown,
+    /// In the mempool, waiting for a block.
+    Pending,
+    /// In a committed block.
+    Committed {
+        height: u64,
+        index: u32,
+        block_hash: Hash,
+        receipt: Receipt,
+    },
+}
+
+/// A transaction and where it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxInfo {
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub status: TxStatusInfo,
+    /// The transaction and its sender, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tx: Option<SignedTransaction>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sender: Option<Address>,
+}
+
+impl TxInfo {
+    pub fn is_committed(&self) -> bool {
+        matches!(self.status, TxStatusInfo::Committed { .. })
+    }
+
+    pub fn location(&self) -> Option<TxLocation> {
+        match self.status {
+            TxStatusInfo::Committed { height, index, .. } => Some(TxLocation { height, index }),
+            _ => None,
+        }
+    }
+}
+
+/// An account at the latest committed height.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub address: Address,
+    #[serde(with = "tally_ledger::serde_u128")]
+    pub balance: u128,
+    pub nonce: u64,
+    /// The height the account was read at.
+    pub height: u64,
+}
+
+/// A committed block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub hash: Hash,
+    pub header: Header,
+    /// Hashes of the block's transactions, in order.
+    pub tx_hashes: Vec<Hash>,
+    /// The certificate of the previous block carried by this one.
+    pub last_commit: Option<Commit>,
+}
+
+/// A new block, as sent to `tally_subscribeNewBlocks` subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSummary {
+    pub height: u64,
+    pub hash: Hash,
+    pub time: u64,
+    pub tx_count: u32,
+    pub state_root: Hash,
+}
+
+/// The node and its view of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub chain_id: u64,
+    pub chain_name: String,
+    pub genesis_hash: Hash,
+    /// The node's libp2p peer id.
+    pub peer_id: String,
+    /// Addresses the node's p2p network listens on.
+    pub listen_addrs: Vec<String>,
+    pub node_version: String,
+    pub latest_height: u64,
+    pub latest_hash: Hash,
+    /// Time of the latest block (ms since the Unix epoch; 0 at genesis).
+    pub latest_time: u64,
+    pub state_root: Hash,
+    /// Whether the node knows peers ahead of it and is fetching blocks.
+    pub syncing: bool,
+    pub peer_count: u32,
+    /// This node's validator address, if it runs with a validator key.
+    pub validator: Option<Address>,
+    pub mempool_size: u32,
+    pub mempool_bytes: u64,
+}
+
+/// One member of the validator set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorInfo {
+    pub name: String,
+    pub address: Address,
+    pub power: u64,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+/// The outcome of one transaction of a batch submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResult {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hash: Option<Hash>,
+    /// Set when rejected: the error code and message a single submission
+    /// would have returned.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<SubmitError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Tally's JSON-RPC API.
+#[rpc(server, client, namespace = "tally")]
+pub trait TallyApi {
+    /// Submits a signed transaction (hex of its encoding) to the mempool and
+    /// returns its hash once admitted.
+    #[method(name = "sendRawTransaction")]
+    async fn send_raw_transaction(&self, tx: String) -> Result<Hash, ErrorObjectOwned>;
+
+    /// Submits many signed transactions at once; one result per transaction,
+    /// in order (a rejected one does not fail the others).
+    #[method(name = "sendRawTransactions")]
+    async fn send_raw_transactions(
+        &self,
+        txs: Vec<String>,
+    ) -> Result<Vec<SubmitResult>, ErrorObjectOwned>;
+
+    /// Submits a transaction and waits until it is committed (or until
+    /// `timeout_ms`, default 30 000, passes: error `TIMEOUT`).
+    #[method(name = "sendTransactionAndWait")]
+    async fn send_transaction_and_wait(
+        &self,
+        tx: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<TxInfo, ErrorObjectOwned>;
+
+    /// A transaction: pending, committed (with height, index and receipt) or
+    /// unknown.
+    #[method(name = "getTransaction")]
+    async fn get_transaction(&self, hash: String) -> Result<TxInfo, ErrorObjectOwned>;
+
+    /// Balance and nonce of an account (zero for one never seen).
+    #[method(name = "getAccount")]
+    async fn get_account(&self, address: String) -> Result<AccountInfo, ErrorObjectOwned>;
+
+    #[method(name = "getBlockByHeight")]
+    async fn get_block_by_height(&self, height: u64)
+    -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+
+    #[method(name = "getBlockByHash")]
+    async fn get_block_by_hash(&self, hash: String) -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+
+    /// The latest committed block (none before block 1).
+    #[method(name = "getLatestBlock")]
+    async fn get_latest_block(&self) -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+
+    #[method(name = "status")]
+    async fn status(&self) -> Result<Status, ErrorObjectOwned>;
+
+    #[method(name = "validators")]
+    async fn validators(&self) -> Result<Vec<ValidatorInfo>, ErrorObjectOwned>;
+
+    #[method(name = "peers")]
+    async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned>;
+
+    /// `"ok"` while the node runs.
+    #[method(name = "health")]
+    async fn health(&self) -> Result<String, ErrorObjectOwned>;
+
+    /// Every newly committed block (WebSocket only).
+    #[subscription(name = "subscribeNewBlocks" => "newBlock", unsubscribe = "unsubscribeNewBlocks", item = BlockSummary)]
+    async fn subscribe_new_blocks(&self) -> jsonrpsee::core::SubscriptionResult;
+
+    /// A transaction's status now and at every change, until it is committed
+    /// or dropped (WebSocket only).
+    #[subscription(name = "subscribeTransaction" => "transaction", unsubscribe = "unsubscribeTransaction", item = TxInfo)]
+    async fn subscribe_transaction(&self, hash: String) -> jsonrpsee::core::SubscriptionResult;
+}

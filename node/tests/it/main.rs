@@ -1,3 +1,8 @@
-//! Integration tests of the node crate.
+//! Integration tests of the node crate: the consensus glue in process, and
+//! real `tally` processes on loopback (ports picked at run time).
 
 mod chain;
+mod dev;
+mod harness;
+mod inprocess;
+mod localnet;

@@ -1,0 +1,334 @@
+//! `config.toml`: the node's settings, and the home directory layout.
+//!
+//! Every field has a default, so a config file only needs what differs; the
+//! file `tally init` writes lists every option with its documentation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tally_genesis::layout;
+
+/// Paths inside a node home.
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Home { root: root.into() }
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config/config.toml")
+    }
+    pub fn genesis_file(&self) -> PathBuf {
+        self.root.join(layout::GENESIS_FILE)
+    }
+    pub fn node_key_file(&self) -> PathBuf {
+        self.root.join("config/node_key")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir().join("store")
+    }
+    pub fn signing_state_file(&self) -> PathBuf {
+        self.data_dir().join("signing_state.bin")
+    }
+    /// A path from the config, relative to the home unless absolute.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub p2p: P2pConfig,
+    pub rpc: RpcConfig,
+    pub mempool: MempoolSection,
+    pub sync: SyncConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// A name for logs.
+    pub moniker: String,
+    /// Validator key file (relative to the home). Empty: run as a full node.
+    pub validator_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    pub listen: Vec<String>,
+    pub external: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub max_request_body_bytes: u32,
+    pub max_response_body_bytes: u32,
+    pub max_batch_len: u32,
+    pub max_connections: u32,
+    pub max_subscriptions_per_connection: u32,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolSection {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_nonce_gap: u64,
+    pub ttl_ms: u64,
+    pub gossip_batch_max: usize,
+    pub gossip_batch_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    pub interval_ms: u64,
+    pub batch_blocks: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            moniker: "tally".into(),
+            validator_key: layout::VALIDATOR_KEY_FILE.into(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: vec!["/ip4/0.0.0.0/tcp/26656".into()],
+            external: Vec::new(),
+            bootstrap: Vec::new(),
+            max_connections: 64,
+        }
+    }
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8545)),
+            max_request_body_bytes: 8 * 1024 * 1024,
+            max_response_body_bytes: 16 * 1024 * 1024,
+            max_batch_len: 1000,
+            max_connections: 256,
+            max_subscriptions_per_connection: 1024,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        let m = tally_ledger::MempoolConfig::default();
+        MempoolSection {
+            max_txs: m.max_txs,
+            max_bytes: m.max_bytes,
+            max_nonce_gap: m.max_nonce_gap,
+            ttl_ms: m.ttl_ms,
+            gossip_batch_max: 1000,
+            gossip_batch_interval_ms: 20,
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_ms: 1000,
+            batch_blocks: 32,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Plain,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl MempoolSection {
+    pub fn ledger_config(&self) -> tally_ledger::MempoolConfig {
+        tally_ledger::MempoolConfig {
+            max_txs: self.max_txs,
+            max_bytes: self.max_bytes,
+            max_nonce_gap: self.max_nonce_gap,
+            ttl_ms: self.ttl_ms,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Writes the config with every option documented. Refuses to overwrite.
+    pub fn save_new(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut file, self.documented().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The config as TOML with a comment above every option.
+    pub fn documented(&self) -> String {
+        let list = |items: &[String]| toml_value(&items.to_vec());
+        let n = &self.node;
+        let p = &self.p2p;
+        let r = &self.rpc;
+        let m = &self.mempool;
+        let s = &self.sync;
+        let l = &self.log;
+        let format = match l.format {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        };
+        format!(
+            r#"# Tally node configuration. Paths are relative to the node home.
+# Every option is optional: a missing one takes the default shown by `tally init`.
+
+[node]
+# A name for this node in logs.
+moniker = {moniker}
+# The validator key file (secp256k1, mode 0600). Empty: run as a full node
+# that follows the chain without voting.
+validator_key = {validator_key}
+
+[p2p]
+# Multiaddrs to listen on for peers (TCP). Port 0 picks a free port.
+listen = {listen}
+# Addresses other nodes should dial to reach this one (behind NAT).
+external = {external}
+# Peers dialled at start and redialled when they drop:
+# "/ip4/<ip>/tcp/<port>/p2p/<peer id>" (`tally keys peer-id --home <home>` prints a node's id).
+bootstrap = {bootstrap}
+# Most established peer connections.
+max_connections = {max_connections}
+
+[rpc]
+# Serve JSON-RPC (HTTP and WebSocket on the same port).
+enabled = {rpc_enabled}
+# Listen address. Keep it on localhost unless a proxy guards it.
+listen = "{rpc_listen}"
+# Largest request and response bodies, in bytes.
+max_request_body_bytes = {max_request_body_bytes}
+max_response_body_bytes = {max_response_body_bytes}
+# Most calls in one JSON-RPC batch.
+max_batch_len = {max_batch_len}
+# Most simultaneous HTTP/WebSocket connections.
+max_connections = {rpc_max_connections}
+# Most subscriptions one WebSocket connection may hold.
+max_subscriptions_per_connection = {max_subscriptions_per_connection}
+# Origins browsers may call from (CORS), e.g. ["http://localhost:3000"];
+# ["*"] allows any; empty sends no CORS headers.
+cors_allowed_origins = {cors}
+
+[mempool]
+# Most transactions and bytes held; beyond them submissions are refused.
+max_txs = {max_txs}
+max_bytes = {max_bytes}
+# How far above an account's nonce a transaction may wait.
+max_nonce_gap = {max_nonce_gap}
+# Transactions pending longer than this (ms) are dropped.
+ttl_ms = {ttl_ms}
+# Transactions submitted here are gossiped in batches of at most this many,
+# at least every gossip_batch_interval_ms.
+gossip_batch_max = {gossip_batch_max}
+gossip_batch_interval_ms = {gossip_batch_interval_ms}
+
+[sync]
+# How often (ms) to ask peers for their height and fetch blocks when behind.
+interval_ms = {sync_interval}
+# Most blocks fetched in one request.
+batch_blocks = {batch_blocks}
+
+[log]
+# "plain" or "json" (one JSON object per line).
+format = "{format}"
+# tracing filter, e.g. "info" or "info,tally_node=debug". RUST_LOG overrides it.
+filter = {filter}
+"#,
+            moniker = toml_value(&n.moniker),
+            validator_key = toml_value(&n.validator_key),
+            listen = list(&p.listen),
+            external = list(&p.external),
+            bootstrap = list(&p.bootstrap),
+            max_connections = p.max_connections,
+            rpc_enabled = r.enabled,
+            rpc_listen = r.listen,
+            max_request_body_bytes = r.max_request_body_bytes,
+            max_response_body_bytes = r.max_response_body_bytes,
+            max_batch_len = r.max_batch_len,
+            rpc_max_connections = r.max_connections,
+            max_subscriptions_per_connection = r.max_subscriptions_per_connection,
+            cors = list(&r.cors_allowed_origins),
+            max_txs = m.max_txs,
+            max_bytes = m.max_bytes,
+            max_nonce_gap = m.max_nonce_gap,
+            ttl_ms = m.ttl_ms,
+            gossip_batch_max = m.gossip_batch_max,
+            gossip_batch_interval_ms = m.gossip_batch_interval_ms,
+            sync_interval = s.interval_ms,
+            batch_blocks = s.batch_blocks,
+            filter = toml_value(&l.filter),
+        )
+    }
+}
+
+fn toml_value<T: Serialize>(value: &T) -> String {
+    toml::Value::try_from(value)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| "\"\"".into())
+}

@@ -1,0 +1,455 @@
+//! The consensus driver: feeds the Tendermint machine with peers' messages,
+//! timeouts and the ledger's answers, and carries out its actions: the
+//! signing state is written durably before any vote or proposal it guards
+//! is sent, blocks are built and verified by the ledger actor, and a decided
+//! block is committed before the next height starts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tally_consensus::{Action, Event, SigningScheme, Timeout, ValidatorSet};
+use tally_ledger::{Address, Block, ChainTip, Hash, Signature};
+use tally_p2p::{MessageId, PeerId, Topic, Verdict};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, error, info, warn};
+
+use crate::chain::{Consensus, Secp256k1, certificate_to_commit, validator_set_at};
+use crate::ledger::{LedgerError, LedgerHandle, NewBlock};
+use crate::mempool::MempoolHandle;
+use crate::now_ms;
+use crate::signing;
+use crate::wire::{ConsensusEnvelope, ConsensusMessage, encode};
+
+/// Most proposed blocks held for the current and next height.
+const MAX_CACHED_BLOCKS: usize = 64;
+
+/// A consensus message from the network with what is needed to report on it.
+#[derive(Debug)]
+pub struct Inbound {
+    pub envelope: ConsensusEnvelope,
+    pub id: MessageId,
+    pub source: PeerId,
+}
+
+/// Results of work done off the actor, fed back to it.
+enum Internal {
+    Timeout(Timeout),
+    Built {
+        height: u64,
+        round: u32,
+        result: Result<(Block, Vec<Hash>), LedgerError>,
+    },
+    Verified {
+        height: u64,
+        value: Hash,
+        result: Result<(), LedgerError>,
+    },
+    Committed {
+        height: u64,
+        result: Result<ChainTip, LedgerError>,
+    },
+    Start(u64),
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub chain_id: u64,
+    pub genesis_set: ValidatorSet<Address>,
+    pub block_interval: Duration,
+    pub max_block_txs: usize,
+    pub max_block_bytes: usize,
+    /// Where the signing state lives (validators only).
+    pub signing_state: Option<PathBuf>,
+    /// Re-gossip the current round's messages after this long without a
+    /// new height.
+    pub stall_after: Duration,
+}
+
+#[derive(Debug)]
+pub struct Parts {
+    pub machine: Consensus,
+    pub me: Option<Address>,
+    pub network: tally_p2p::Handle,
+    pub ledger: LedgerHandle,
+    pub mempool: MempoolHandle,
+    pub inbox: mpsc::Receiver<Inbound>,
+    pub new_blocks: broadcast::Receiver<Arc<NewBlock>>,
+    pub tip: ChainTip,
+}
+
+pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let actor = Actor {
+        height: 0,
+        set: settings.genesis_set.clone(),
+        settings,
+        machine: parts.machine,
+        me: parts.me,
+        network: parts.network,
+        ledger: parts.ledger,
+        mempool: parts.mempool,
+        blocks: HashMap::new(),
+        internal: internal_tx,
+        last_progress: Instant::now(),
+    };
+    tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
+}
+
+struct Actor {
+    settings: Settings,
+    machine: Consensus,
+    me: Option<Address>,
+    network: tally_p2p::Handle,
+    ledger: LedgerHandle,
+    mempool: MempoolHandle,
+    /// The height being decided, and its validator set.
+    height: u64,
+    set: ValidatorSet<Address>,
+    /// Proposed blocks of the current and next height, by hash.
+    blocks: HashMap<Hash, Block>,
+    internal: mpsc::UnboundedSender<Internal>,
+    last_progress: Instant,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        tip: ChainTip,
+        mut inbox: mpsc::Receiver<Inbound>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+        mut new_blocks: broadcast::Receiver<Arc<NewBlock>>,
+    ) -> anyhow::Result<()> {
+        self.start_height(tip.height + 1).await?;
+        let mut stall_check = tokio::time::interval(self.settings.stall_after / 2);
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(event) = internal.recv() => self.on_internal(event).await?,
+                Some(inbound) = inbox.recv() => self.on_inbound(inbound).await?,
+                block = new_blocks.recv() => match block {
+                    Ok(block) => self.on_new_block(&block).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = stall_check.tick() => self.on_stall_check().await,
+                else => return Ok(()),
+            }
+        }
+    }
+
+    async fn start_height(&mut self, height: u64) -> anyhow::Result<()> {
+        if height <= self.height {
+            return Ok(());
+        }
+        self.set = if height == self.height + 1 && self.height > 0 {
+            self.set.next_height()
+        } else {
+            validator_set_at(&self.settings.genesis_set, height)
+        };
+        self.height = height;
+        self.last_progress = Instant::now();
+        self.blocks.retain(|_, b| b.height() >= height);
+        debug!(height, "starting height");
+        let actions = self.machine.handle(Event::StartHeight {
+            height,
+            validators: self.set.clone(),
+        });
+        self.apply(actions).await
+    }
+
+    async fn on_internal(&mut self, event: Internal) -> anyhow::Result<()> {
+        match event {
+            Internal::Timeout(timeout) => {
+                let actions = self.machine.handle(Event::TimeoutElapsed(timeout));
+                self.apply(actions).await?;
+            }
+            Internal::Built {
+                height,
+                round,
+                result,
+            } => match result {
+                Ok((block, skipped)) => {
+                    if !skipped.is_empty() {
+                        self.mempool.remove(skipped).await?;
+                    }
+                    let value = block.hash();
+                    debug!(height, round, %value, txs = block.txs.len(), "built a block");
+                    self.blocks.insert(value, block);
+                    let actions = self.machine.handle(Event::BlockBuilt {
+                        height,
+                        round,
+                        value,
+                    });
+                    self.apply(actions).await?;
+                }
+                // Without a block this validator's round times out, and
+                // the next proposer takes over.
+                Err(e) => error!(height, round, error = %e, "could not build a block"),
+            },
+            Internal::Verified {
+                height,
+                value,
+                result,
+            } => {
+                if let Err(e) = &result {
+                    warn!(height, block = %value, error = %e, "proposed block is invalid");
+                }
+                let actions = self.machine.handle(Event::BlockVerified {
+                    height,
+                    value,
+                    valid: result.is_ok(),
+                });
+                self.apply(actions).await?;
+            }
+            Internal::Committed { height, result } => match result {
+                Ok(_) => {
+                    let start = self.internal.clone();
+                    let wait = self.settings.block_interval;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = start.send(Internal::Start(height + 1));
+                    });
+                }
+                Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
+                // Sync will bring the block from peers.
+                Err(e) => error!(height, error = %e, "could not commit the decided block"),
+            },
+            Internal::Start(height) => self.start_height(height).await?,
+        }
+        Ok(())
+    }
+
+    /// A block committed by sync (or our own commit, seen early): move on
+    /// without waiting when it is not the one this machine decided.
+    async fn on_new_block(&mut self, block: &NewBlock) -> anyhow::Result<()> {
+        if block.height < self.height {
+            return Ok(());
+        }
+        let decided_here = self
+            .machine
+            .decision()
+            .is_some_and(|c| c.height == block.height);
+        if !decided_here {
+            self.start_height(block.height + 1).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides whether a peer's message is worth passing on and feeding:
+    /// checks what it costs little to check (the machine checks the rest).
+    fn verdict(&self, message: &ConsensusMessage) -> Verdict {
+        let (height, signer, sign_bytes, signature) = match message {
+            ConsensusMessage::Proposal { proposal, block } => {
+                if block.hash() != proposal.message.value
+                    || block.height() != proposal.message.height
+                {
+                    return Verdict::Reject;
+                }
+                (
+                    proposal.message.height,
+                    proposal.message.proposer,
+                    proposal.message.sign_bytes(self.settings.chain_id),
+                    proposal.signature,
+                )
+            }
+            ConsensusMessage::Vote(vote) => (
+                vote.message.height,
+                vote.message.validator,
+                vote.message.sign_bytes(self.settings.chain_id),
+                vote.signature,
+            ),
+        };
+        if height < self.height || height > self.height + 1 {
+            return Verdict::Ignore;
+        }
+        if !self.settings.genesis_set.contains(&signer) {
+            return Verdict::Reject;
+        }
+        if !verify(&signer, &sign_bytes, &signature) {
+            return Verdict::Reject;
+        }
+        Verdict::Accept
+    }
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+        let verdict = self.verdict(&inbound.envelope.message);
+        // The network stops only when the node does.
+        let _ = self
+            .network
+            .report(inbound.id, inbound.source, verdict)
+            .await;
+        if verdict != Verdict::Accept {
+            if verdict == Verdict::Reject {
+                debug!(peer = %inbound.source, "rejected a consensus message");
+            }
+            return Ok(());
+        }
+        let event = match inbound.envelope.message {
+            ConsensusMessage::Proposal { proposal, block } => {
+                if self.blocks.len() < MAX_CACHED_BLOCKS {
+                    self.blocks.insert(proposal.message.value, block);
+                }
+                Event::Proposal(proposal)
+            }
+            ConsensusMessage::Vote(vote) => Event::Vote(vote),
+        };
+        let actions = self.machine.handle(event);
+        self.apply(actions).await
+    }
+
+    /// No new height for a while: peers may have missed our messages (or we
+    /// theirs), so send this round's again.
+    async fn on_stall_check(&mut self) {
+        if self.last_progress.elapsed() < self.settings.stall_after {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let messages = self.machine.catch_up_messages();
+        debug!(
+            height = self.height,
+            count = messages.len(),
+            "height stalled: re-gossiping its messages"
+        );
+        for message in messages {
+            let message = match message {
+                tally_consensus::Message::Proposal(proposal) => {
+                    match self.blocks.get(&proposal.message.value) {
+                        Some(block) => ConsensusMessage::Proposal {
+                            proposal,
+                            block: block.clone(),
+                        },
+                        None => continue,
+                    }
+                }
+                tally_consensus::Message::Vote(vote) => ConsensusMessage::Vote(vote),
+            };
+            self.publish(message).await;
+        }
+    }
+
+    async fn publish(&mut self, message: ConsensusMessage) {
+        let envelope = ConsensusEnvelope {
+            sent_ms: now_ms(),
+            message,
+        };
+        match self
+            .network
+            .publish(Topic::Consensus, encode(&envelope))
+            .await
+        {
+            Ok(_) | Err(tally_p2p::Error::NoPeers) => {}
+            Err(e) => warn!(error = %e, "could not gossip a consensus message"),
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        actions: Vec<tally_consensus::ActionOf<Secp256k1, Hash>>,
+    ) -> anyhow::Result<()> {
+        for action in actions {
+            match action {
+                Action::PersistSigningState(state) => {
+                    if let Some(path) = &self.settings.signing_state {
+                        // Blocking on purpose: nothing it guards may leave first.
+                        tokio::task::block_in_place(|| signing::save(path, &state))?;
+                    }
+                }
+                Action::BroadcastProposal(proposal) => {
+                    match self.blocks.get(&proposal.message.value) {
+                        Some(block) => {
+                            let block = block.clone();
+                            self.publish(ConsensusMessage::Proposal { proposal, block })
+                                .await;
+                        }
+                        None => {
+                            error!(value = %proposal.message.value, "proposing a block we do not hold")
+                        }
+                    }
+                }
+                Action::BroadcastVote(vote) => self.publish(ConsensusMessage::Vote(vote)).await,
+                Action::ScheduleTimeout {
+                    timeout,
+                    duration_ms,
+                } => {
+                    let internal = self.internal.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                        let _ = internal.send(Internal::Timeout(timeout));
+                    });
+                }
+                Action::BuildBlock { height, round } => self.build(height, round),
+                Action::VerifyBlock {
+                    height,
+                    value,
+                    proposer,
+                    ..
+                } => self.verify(height, value, proposer),
+                Action::Decide(certificate) => {
+                    let height = certificate.height;
+                    info!(height, round = certificate.round, block = %certificate.value, "decided");
+                    self.last_progress = Instant::now();
+                    let ledger = self.ledger.clone();
+                    let internal = self.internal.clone();
+                    let commit = certificate_to_commit(&certificate);
+                    tokio::spawn(async move {
+                        let result = ledger.commit_decided(commit.block_hash, commit).await;
+                        let _ = internal.send(Internal::Committed { height, result });
+                    });
+                }
+                Action::ReportEvidence(evidence) => {
+                    warn!(?evidence, "a validator signed conflicting messages");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, height: u64, round: u32) {
+        let Some(me) = self.me else {
+            return;
+        };
+        let (ledger, mempool, internal) = (
+            self.ledger.clone(),
+            self.mempool.clone(),
+            self.internal.clone(),
+        );
+        let (max_txs, max_bytes) = (self.settings.max_block_txs, self.settings.max_block_bytes);
+        tokio::spawn(async move {
+            let result = match mempool.reap(max_txs, max_bytes).await {
+                Ok(candidates) => ledger.build(me, candidates).await,
+                Err(_) => Err(LedgerError::Invalid("the mempool has stopped".into())),
+            };
+            let _ = internal.send(Internal::Built {
+                height,
+                round,
+                result,
+            });
+        });
+    }
+
+    fn verify(&self, height: u64, value: Hash, proposer: Address) {
+        let internal = self.internal.clone();
+        let Some(block) = self.blocks.get(&value).cloned() else {
+            // Proposals are fed only with their block, so this is a bug.
+            error!(height, %value, %proposer, "asked to verify a block we do not hold");
+            return;
+        };
+        let (ledger, mempool) = (self.ledger.clone(), self.mempool.clone());
+        tokio::spawn(async move {
+            let hashes = block.txs.iter().map(|tx| tx.hash()).collect();
+            let known = mempool.get_many(hashes).await.unwrap_or_default();
+            let result = ledger.verify(block, known).await;
+            let _ = internal.send(Internal::Verified {
+                height,
+                value,
+                result,
+            });
+        });
+    }
+}
+
+fn verify(signer: &Address, sign_bytes: &[u8], signature: &Signature) -> bool {
+    Secp256k1.verify(signer, sign_bytes, signature)
+}

@@ -1,0 +1,149 @@
+//! Creating node homes: one for `tally init` and `tally dev`, N with one
+//! genesis and their peers wired to each other for `tally testnet` and
+//! `tally localnet`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tally_genesis::{ConsensusParams, Genesis, generate_testnet};
+use tally_ledger::SecretKey;
+use tally_p2p::PeerId;
+
+use crate::config::{Config, Home};
+
+/// The node key of a home (created if missing) as a peer id.
+pub fn node_peer_id(home: &Home) -> anyhow::Result<PeerId> {
+    let key = tally_p2p::load_or_create_key(&home.node_key_file())
+        .with_context(|| format!("node key in {}", home.root.display()))?;
+    Ok(key.public().to_peer_id())
+}
+
+/// Free TCP ports on `host`, found by binding them all at once (so they
+/// differ) and releasing them.
+pub fn free_ports(host: &str, n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((host, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("finding free ports on {host}"))?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Where the nodes of a testnet listen.
+#[derive(Clone, Debug)]
+pub struct Ports {
+    pub host: String,
+    pub p2p: Vec<u16>,
+    pub rpc: Vec<u16>,
+}
+
+impl Ports {
+    /// `base`, `base + 1`, ... for p2p and `rpc_base`, ... for JSON-RPC.
+    pub fn sequential(host: &str, n: usize, p2p_base: u16, rpc_base: u16) -> Ports {
+        Ports {
+            host: host.into(),
+            p2p: (0..n as u16).map(|i| p2p_base + i).collect(),
+            rpc: (0..n as u16).map(|i| rpc_base + i).collect(),
+        }
+    }
+
+    /// Ports free right now.
+    pub fn free(host: &str, n: usize) -> anyhow::Result<Ports> {
+        let ports = free_ports(host, 2 * n)?;
+        Ok(Ports {
+            host: host.into(),
+            p2p: ports[..n].to_vec(),
+            rpc: ports[n..].to_vec(),
+        })
+    }
+}
+
+/// A generated testnet node.
+#[derive(Clone, Debug)]
+pub struct TestnetNode {
+    pub home: PathBuf,
+    pub peer_id: PeerId,
+    pub rpc: String,
+    pub validator: tally_ledger::Address,
+}
+
+/// Generates `n` validator homes under `out` sharing one genesis, each with
+/// a node key and a config.toml listing every other node as a peer.
+pub fn testnet(
+    n: usize,
+    chain_id: u64,
+    params: ConsensusParams,
+    out: &Path,
+    ports: &Ports,
+) -> anyhow::Result<(Genesis, Vec<TestnetNode>)> {
+    let generated = generate_testnet(n, chain_id, params, out)
+        .with_context(|| format!("generating a testnet in {}", out.display()))?;
+    let homes: Vec<Home> = generated.homes.iter().map(Home::new).collect();
+    let peer_ids = homes
+        .iter()
+        .map(node_peer_id)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let host = &ports.host;
+    let mut nodes = Vec::with_capacity(n);
+    for (i, home) in homes.iter().enumerate() {
+        let mut config = Config::default();
+        config.node.moniker = format!("node{i}");
+        config.p2p.listen = vec![format!("/ip4/{host}/tcp/{}", ports.p2p[i])];
+        config.p2p.bootstrap = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| format!("/ip4/{host}/tcp/{}/p2p/{}", ports.p2p[j], peer_ids[j]))
+            .collect();
+        config.rpc.listen = format!("{host}:{}", ports.rpc[i])
+            .parse()
+            .with_context(|| format!("bad host {host:?}"))?;
+        config.save_new(&home.config_file())?;
+        nodes.push(TestnetNode {
+            home: home.root.clone(),
+            peer_id: peer_ids[i],
+            rpc: format!("http://{host}:{}", ports.rpc[i]),
+            validator: generated.validator_keys[i].address(),
+        });
+    }
+    Ok((generated.genesis, nodes))
+}
+
+/// Initialises a home: validator key (unless `full_node`), node key,
+/// genesis (the given one, or a new one-validator chain with the dev
+/// accounts funded) and a documented config.toml. Refuses to overwrite.
+pub fn init(
+    home: &Home,
+    chain_id: u64,
+    genesis: Option<Genesis>,
+    full_node: bool,
+    config: Config,
+) -> anyhow::Result<(Genesis, Option<SecretKey>)> {
+    if home.config_file().exists() || home.genesis_file().exists() {
+        anyhow::bail!(
+            "{} is already initialised (remove it or choose another --home)",
+            home.root.display()
+        );
+    }
+    let key = if full_node {
+        None
+    } else {
+        let key = SecretKey::generate()?;
+        key.save(&home.resolve(config.node.validator_key.as_ref()))?;
+        Some(key)
+    };
+    let genesis = match (genesis, &key) {
+        (Some(genesis), _) => genesis,
+        (None, Some(key)) => tally_genesis::dev_genesis(chain_id, key),
+        (None, None) => anyhow::bail!("a full node needs the chain's genesis (--genesis FILE)"),
+    };
+    genesis.save(&home.genesis_file())?;
+    node_peer_id(home)?;
+    let mut config = config;
+    if full_node {
+        config.node.validator_key = String::new();
+    }
+    config.save_new(&home.config_file())?;
+    Ok((genesis, key))
+}

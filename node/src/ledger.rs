@@ -1,0 +1,469 @@
+//! The ledger actor: the only writer of the store. It builds blocks from
+//! mempool candidates, verifies proposed blocks (keeping their execution so
+//! that committing a decided block costs one write), commits decided blocks,
+//! and applies certified blocks fetched by sync. It runs on its own OS
+//! thread: execution and RocksDB writes are blocking work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tally_consensus::{ValidatorSet, verify_certificate};
+use tally_ledger::{
+    Address, Block, BlockError, ChainTip, Commit, ExecParams, ExecutedBlock, Hash, Proposal,
+    SignedTransaction, Store, StoreError, TxError, VerifiedTransaction, build_block, verify_block,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::chain::{Secp256k1, commit_to_certificate};
+use crate::now_ms;
+
+/// How far ahead of our clock a proposed block's time may be.
+const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
+
+/// A block just committed, for everyone who follows the chain.
+#[derive(Clone, Debug)]
+pub struct NewBlock {
+    pub height: u64,
+    pub hash: Hash,
+    pub time: u64,
+    pub state_root: Hash,
+    pub tx_hashes: Arc<Vec<Hash>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("block {0} was never built or verified here")]
+    UnknownBlock(Hash),
+    #[error("the ledger actor has stopped")]
+    Stopped,
+}
+
+impl LedgerError {
+    /// Errors that mean the data was bad (a peer's fault), not the node's.
+    pub fn is_invalid_data(&self) -> bool {
+        matches!(self, LedgerError::Block(_) | LedgerError::Invalid(_))
+    }
+}
+
+enum Command {
+    Build {
+        proposer: Address,
+        candidates: Vec<Arc<VerifiedTransaction>>,
+        reply: oneshot::Sender<Result<(Block, Vec<Hash>), LedgerError>>,
+    },
+    Verify {
+        block: Block,
+        /// Transactions of the block already verified here (by hash).
+        known: HashMap<Hash, Arc<VerifiedTransaction>>,
+        reply: oneshot::Sender<Result<(), LedgerError>>,
+    },
+    CommitDecided {
+        hash: Hash,
+        commit: Commit,
+        reply: oneshot::Sender<Result<ChainTip, LedgerError>>,
+    },
+    ApplySynced {
+        block: Block,
+        commit: Commit,
+        reply: oneshot::Sender<Result<ChainTip, LedgerError>>,
+    },
+}
+
+/// Talks to the ledger actor.
+#[derive(Clone, Debug)]
+pub struct LedgerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ledger::Command")
+    }
+}
+
+impl LedgerHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+    ) -> Result<T, LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        rx.await.map_err(|_| LedgerError::Stopped)?
+    }
+
+    /// Builds the next block from `candidates` (in order); returns it and
+    /// the candidates it left out as invalid.
+    pub async fn build(
+        &self,
+        proposer: Address,
+        candidates: Vec<Arc<VerifiedTransaction>>,
+    ) -> Result<(Block, Vec<Hash>), LedgerError> {
+        self.call(|reply| Command::Build {
+            proposer,
+            candidates,
+            reply,
+        })
+        .await
+    }
+
+    /// Checks a proposed block for the next height.
+    pub async fn verify(
+        &self,
+        block: Block,
+        known: HashMap<Hash, Arc<VerifiedTransaction>>,
+    ) -> Result<(), LedgerError> {
+        self.call(|reply| Command::Verify {
+            block,
+            known,
+            reply,
+        })
+        .await
+    }
+
+    /// Commits a block consensus decided (built or verified here before).
+    pub async fn commit_decided(
+        &self,
+        hash: Hash,
+        commit: Commit,
+    ) -> Result<ChainTip, LedgerError> {
+        self.call(|reply| Command::CommitDecided {
+            hash,
+            commit,
+            reply,
+        })
+        .await
+    }
+
+    /// Checks a fetched block's certificate and contents, and commits it.
+    pub async fn apply_synced(
+        &self,
+        block: Block,
+        commit: Commit,
+    ) -> Result<ChainTip, LedgerError> {
+        self.call(|reply| Command::ApplySynced {
+            block,
+            commit,
+            reply,
+        })
+        .await
+    }
+}
+
+/// Everything the ledger actor needs to know about the chain.
+#[derive(Clone, Debug)]
+pub struct ChainParams {
+    pub exec: ExecParams,
+    pub validators: ValidatorSet<Address>,
+    pub validators_hash: Hash,
+    pub genesis_time_ms: u64,
+}
+
+pub fn spawn(
+    store: Arc<Store>,
+    params: ChainParams,
+    blocks: broadcast::Sender<Arc<NewBlock>>,
+    mempool_committed: mpsc::UnboundedSender<(Vec<Hash>, Vec<Address>)>,
+) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let (tx, rx) = mpsc::channel(64);
+    let last_time = match store.tip()?.height {
+        0 => params.genesis_time_ms,
+        height => store
+            .block_by_height(height)?
+            .map_or(params.genesis_time_ms, |b| b.header.time),
+    };
+    let actor = Actor {
+        store,
+        params,
+        executed: HashMap::new(),
+        last_time,
+        blocks,
+        mempool_committed,
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("ledger".into())
+        .spawn(move || {
+            let _ = done_tx.send(actor.run(rx));
+        })?;
+    let join = tokio::spawn(async move {
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the ledger thread panicked")))
+    });
+    Ok((LedgerHandle { commands: tx }, join))
+}
+
+struct Actor {
+    store: Arc<Store>,
+    params: ChainParams,
+    /// Blocks for the next height built or verified here, by hash.
+    executed: HashMap<Hash, ExecutedBlock>,
+    /// Time of the latest committed block (genesis time before block 1).
+    last_time: u64,
+    blocks: broadcast::Sender<Arc<NewBlock>>,
+    mempool_committed: mpsc::UnboundedSender<(Vec<Hash>, Vec<Address>)>,
+}
+
+impl Actor {
+    fn run(mut self, mut commands: mpsc::Receiver<Command>) -> anyhow::Result<()> {
+        while let Some(command) = commands.blocking_recv() {
+            match command {
+                Command::Build {
+                    proposer,
+                    candidates,
+                    reply,
+                } => {
+                    let _ = reply.send(self.build(proposer, &candidates));
+                }
+                Command::Verify {
+                    block,
+                    known,
+                    reply,
+                } => {
+                    let _ = reply.send(self.verify(block, &known));
+                }
+                Command::CommitDecided {
+                    hash,
+                    commit,
+                    reply,
+                } => {
+                    let result = self.commit_decided(hash, commit);
+                    if let Err(LedgerError::Store(e)) = &result {
+                        // The store failed under us: stop rather than limp on.
+                        let message = format!("committing block {hash}: {e}");
+                        let _ = reply.send(result);
+                        anyhow::bail!(message);
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::ApplySynced {
+                    block,
+                    commit,
+                    reply,
+                } => {
+                    let result = self.apply_synced(block, commit);
+                    if let Err(LedgerError::Store(e)) = &result {
+                        let message = format!("applying a synced block: {e}");
+                        let _ = reply.send(result);
+                        anyhow::bail!(message);
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(
+        &mut self,
+        proposer: Address,
+        candidates: &[Arc<VerifiedTransaction>],
+    ) -> Result<(Block, Vec<Hash>), LedgerError> {
+        let tip = self.store.tip()?;
+        let last_commit = match tip.height {
+            0 => None,
+            h => Some(self.store.seen_commit(h)?.ok_or_else(|| {
+                LedgerError::Invalid(format!("no certificate stored for block {h}"))
+            })?),
+        };
+        let proposal = Proposal {
+            time: now_ms().max(self.last_time + 1),
+            proposer,
+            validators_hash: self.params.validators_hash,
+            last_commit,
+        };
+        let (executed, skipped) = build_block(
+            &self.store,
+            &self.params.exec,
+            proposal,
+            candidates.iter().map(|tx| tx.as_ref()),
+        )?;
+        let block = executed.block.clone();
+        self.executed.insert(block.hash(), executed);
+        Ok((block, skipped.into_iter().map(|(hash, _)| hash).collect()))
+    }
+
+    /// The checks of a proposed block that are the node's, not the ledger's:
+    /// validator set, proposer, time, and the previous block's certificate.
+    fn check_header(&self, block: &Block, tip: &ChainTip) -> Result<(), LedgerError> {
+        let header = &block.header;
+        if header.validators_hash != self.params.validators_hash {
+            return Err(LedgerError::Invalid(format!(
+                "validators hash {} is not this chain's {}",
+                header.validators_hash, self.params.validators_hash
+            )));
+        }
+        if !self.params.validators.contains(&header.proposer) {
+            return Err(LedgerError::Invalid(format!(
+                "proposer {} is not a validator",
+                header.proposer
+            )));
+        }
+        if header.time <= self.last_time || header.time > now_ms() + MAX_CLOCK_DRIFT_MS {
+            return Err(LedgerError::Invalid(format!(
+                "block time {} is not after the previous block's {} or too far in the future",
+                header.time, self.last_time
+            )));
+        }
+        match (&block.last_commit, tip.height) {
+            (None, 0) => Ok(()),
+            (Some(_), 0) => Err(LedgerError::Invalid(
+                "block 1 carries a previous-block certificate".into(),
+            )),
+            (None, _) => Err(LedgerError::Invalid(
+                "block carries no certificate of the previous block".into(),
+            )),
+            (Some(commit), height) => self.check_certificate(commit, height, &tip.hash),
+        }
+    }
+
+    fn check_certificate(
+        &self,
+        commit: &Commit,
+        height: u64,
+        hash: &Hash,
+    ) -> Result<(), LedgerError> {
+        verify_certificate(
+            &Secp256k1,
+            self.params.exec.chain_id,
+            &self.params.validators,
+            height,
+            hash,
+            &commit_to_certificate(commit),
+        )
+        .map(|_| ())
+        .map_err(|e| LedgerError::Invalid(format!("certificate of block {height}: {e}")))
+    }
+
+    fn verify(
+        &mut self,
+        block: Block,
+        known: &HashMap<Hash, Arc<VerifiedTransaction>>,
+    ) -> Result<(), LedgerError> {
+        let hash = block.hash();
+        if self.executed.contains_key(&hash) {
+            return Ok(());
+        }
+        let tip = self.store.tip()?;
+        self.check_header(&block, &tip)?;
+        let executed = self.execute(block, known)?;
+        self.executed.insert(hash, executed);
+        Ok(())
+    }
+
+    fn execute(
+        &self,
+        block: Block,
+        known: &HashMap<Hash, Arc<VerifiedTransaction>>,
+    ) -> Result<ExecutedBlock, LedgerError> {
+        let reuse = |signed: &SignedTransaction| -> Result<VerifiedTransaction, TxError> {
+            let hash = signed.hash();
+            match known.get(&hash) {
+                Some(tx) if tx.signed() == signed => Ok(tx.as_ref().clone()),
+                _ => signed.clone().verify(),
+            }
+        };
+        Ok(verify_block(&self.store, &self.params.exec, block, reuse)?)
+    }
+
+    fn commit_decided(&mut self, hash: Hash, commit: Commit) -> Result<ChainTip, LedgerError> {
+        let tip = self.store.tip()?;
+        if let Some(done) = self.already_committed(commit.height, &hash, &tip)? {
+            return Ok(done);
+        }
+        let executed = self
+            .executed
+            .remove(&hash)
+            .ok_or(LedgerError::UnknownBlock(hash))?;
+        self.commit(executed, &commit)
+    }
+
+    /// `Some(tip)` if the block at `height` is committed already (by the
+    /// other path: sync and consensus may race), an error if a different
+    /// block is, `None` if it is not committed yet.
+    fn already_committed(
+        &self,
+        height: u64,
+        hash: &Hash,
+        tip: &ChainTip,
+    ) -> Result<Option<ChainTip>, LedgerError> {
+        if height > tip.height {
+            return Ok(None);
+        }
+        let stored = self.store.block_by_height(height)?.map(|b| b.hash());
+        if stored.as_ref() == Some(hash) {
+            Ok(Some(*tip))
+        } else {
+            Err(LedgerError::Invalid(format!(
+                "block {hash} conflicts with committed block {stored:?} at height {height}"
+            )))
+        }
+    }
+
+    fn apply_synced(&mut self, block: Block, commit: Commit) -> Result<ChainTip, LedgerError> {
+        let hash = block.hash();
+        let height = block.height();
+        if commit.block_hash != hash {
+            return Err(LedgerError::Invalid(format!(
+                "certificate is for block {}, not {hash}",
+                commit.block_hash
+            )));
+        }
+        self.check_certificate(&commit, height, &hash)?;
+        let tip = self.store.tip()?;
+        if let Some(done) = self.already_committed(height, &hash, &tip)? {
+            return Ok(done);
+        }
+        let executed = match self.executed.remove(&hash) {
+            Some(executed) => executed,
+            None => self.execute(block, &HashMap::new())?,
+        };
+        self.commit(executed, &commit)
+    }
+
+    fn commit(
+        &mut self,
+        executed: ExecutedBlock,
+        commit: &Commit,
+    ) -> Result<ChainTip, LedgerError> {
+        let header = executed.block.header.clone();
+        let tx_hashes = executed.tx_hashes.clone();
+        let senders = executed.senders.clone();
+        let tip = self.store.commit_with(executed, Some(commit))?;
+        self.executed.clear();
+        self.last_time = header.time;
+        info!(
+            height = tip.height,
+            hash = %tip.hash,
+            txs = tx_hashes.len(),
+            round = commit.round,
+            "committed block"
+        );
+        let tx_hashes = Arc::new(tx_hashes);
+        if self
+            .mempool_committed
+            .send((tx_hashes.as_ref().clone(), senders))
+            .is_err()
+        {
+            warn!("the mempool has stopped; committed transactions stay in it");
+        }
+        let _ = self.blocks.send(Arc::new(NewBlock {
+            height: tip.height,
+            hash: tip.hash,
+            time: header.time,
+            state_root: tip.state_root,
+            tx_hashes,
+        }));
+        Ok(tip)
+    }
+}

@@ -1,0 +1,246 @@
+//! The mempool actor: owns the pool, admits verified transactions (from RPC
+//! and gossip), hands candidates to the block builder, forgets what blocks
+//! commit, and gossips locally submitted transactions in batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_ledger::{AddError, Address, Hash, Mempool, Store, VerifiedTransaction};
+use tally_p2p::Topic;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::config::MempoolSection;
+use crate::now_ms;
+use crate::wire::{TxBatch, encode};
+
+enum Command {
+    Add {
+        txs: Vec<VerifiedTransaction>,
+        /// Submitted to this node (gossip it) rather than received by gossip.
+        local: bool,
+        reply: oneshot::Sender<Vec<Result<Hash, AddError>>>,
+    },
+    Reap {
+        max_txs: usize,
+        max_bytes: usize,
+        reply: oneshot::Sender<Vec<Arc<VerifiedTransaction>>>,
+    },
+    Get {
+        hash: Hash,
+        reply: oneshot::Sender<Option<Arc<VerifiedTransaction>>>,
+    },
+    GetMany {
+        hashes: Vec<Hash>,
+        reply: oneshot::Sender<HashMap<Hash, Arc<VerifiedTransaction>>>,
+    },
+    Remove {
+        hashes: Vec<Hash>,
+    },
+    Size {
+        reply: oneshot::Sender<(usize, usize)>,
+    },
+}
+
+/// Talks to the mempool actor.
+#[derive(Clone, Debug)]
+pub struct MempoolHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mempool::Command")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the mempool actor has stopped")]
+pub struct Stopped;
+
+impl MempoolHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    pub async fn add(
+        &self,
+        txs: Vec<VerifiedTransaction>,
+        local: bool,
+    ) -> Result<Vec<Result<Hash, AddError>>, Stopped> {
+        self.call(|reply| Command::Add { txs, local, reply }).await
+    }
+
+    pub async fn reap(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<VerifiedTransaction>>, Stopped> {
+        self.call(|reply| Command::Reap {
+            max_txs,
+            max_bytes,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn get(&self, hash: Hash) -> Result<Option<Arc<VerifiedTransaction>>, Stopped> {
+        self.call(|reply| Command::Get { hash, reply }).await
+    }
+
+    /// The transactions among `hashes` held here (already verified).
+    pub async fn get_many(
+        &self,
+        hashes: Vec<Hash>,
+    ) -> Result<HashMap<Hash, Arc<VerifiedTransaction>>, Stopped> {
+        self.call(|reply| Command::GetMany { hashes, reply }).await
+    }
+
+    /// Drops transactions (found invalid when building a block).
+    pub async fn remove(&self, hashes: Vec<Hash>) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Remove { hashes })
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Transactions and bytes held.
+    pub async fn size(&self) -> Result<(usize, usize), Stopped> {
+        self.call(|reply| Command::Size { reply }).await
+    }
+}
+
+pub fn spawn(
+    config: &MempoolSection,
+    chain_id: u64,
+    min_fee: u128,
+    store: Arc<Store>,
+    network: tally_p2p::Handle,
+    committed: mpsc::UnboundedReceiver<(Vec<Hash>, Vec<Address>)>,
+) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let (tx, rx) = mpsc::channel(1024);
+    let actor = Actor {
+        pool: Mempool::new(config.ledger_config(), chain_id, min_fee),
+        store,
+        network,
+        outbox: TxBatch::default(),
+        // Peers reject bigger batches.
+        batch_max: config
+            .gossip_batch_max
+            .clamp(1, crate::network::MAX_GOSSIP_BATCH),
+        batch_interval: Duration::from_millis(config.gossip_batch_interval_ms.max(1)),
+    };
+    (
+        MempoolHandle { commands: tx },
+        tokio::spawn(actor.run(rx, committed)),
+    )
+}
+
+struct Actor {
+    pool: Mempool,
+    store: Arc<Store>,
+    network: tally_p2p::Handle,
+    /// Locally submitted transactions not gossiped yet.
+    outbox: TxBatch,
+    batch_max: usize,
+    batch_interval: Duration,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut committed: mpsc::UnboundedReceiver<(Vec<Hash>, Vec<Address>)>,
+    ) -> anyhow::Result<()> {
+        let mut flush = tokio::time::interval(self.batch_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut evict = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                // Blocks first: a reap must not offer what is committed.
+                Some((hashes, senders)) = committed.recv() => {
+                    let dropped = self.pool.update(&hashes, &senders, self.store.as_ref())?;
+                    if dropped > 0 {
+                        debug!(dropped, "mempool: transactions made invalid by a block dropped");
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await?,
+                    None => return Ok(()),
+                },
+                _ = flush.tick(), if !self.outbox.txs.is_empty() => self.flush().await,
+                _ = evict.tick() => {
+                    let evicted = self.pool.evict_expired(now_ms());
+                    if evicted > 0 {
+                        debug!(evicted, "mempool: expired transactions dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) -> anyhow::Result<()> {
+        match command {
+            Command::Add { txs, local, reply } => {
+                let now = now_ms();
+                let mut results = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    let encoded = local.then(|| tx.signed().encode());
+                    let result = self.pool.add(tx, self.store.as_ref(), now);
+                    if let (Ok(_), Some(encoded)) = (&result, encoded) {
+                        self.outbox.txs.push(encoded);
+                    }
+                    results.push(result);
+                }
+                let _ = reply.send(results);
+                if self.outbox.txs.len() >= self.batch_max {
+                    self.flush().await;
+                }
+            }
+            Command::Reap {
+                max_txs,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.pool.reap(max_txs, max_bytes));
+            }
+            Command::Get { hash, reply } => {
+                let _ = reply.send(self.pool.get(&hash));
+            }
+            Command::GetMany { hashes, reply } => {
+                let found = hashes
+                    .into_iter()
+                    .filter_map(|hash| self.pool.get(&hash).map(|tx| (hash, tx)))
+                    .collect();
+                let _ = reply.send(found);
+            }
+            Command::Remove { hashes } => {
+                for hash in &hashes {
+                    self.pool.remove(hash);
+                }
+            }
+            Command::Size { reply } => {
+                let _ = reply.send((self.pool.len(), self.pool.bytes()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.outbox);
+        let count = batch.txs.len();
+        match self.network.publish(Topic::Txs, encode(&batch)).await {
+            Ok(_) => debug!(count, "gossiped a transaction batch"),
+            // Alone (a one-validator dev chain) there is no one to tell.
+            Err(tally_p2p::Error::NoPeers) => {}
+            Err(e) => warn!(count, error = %e, "could not gossip transactions"),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Starting a node: open the store, start the network, spawn the actors and
+//! the JSON-RPC server, and watch them. If any actor stops, the node stops
+//! with its reason rather than limp on without it.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tally_genesis::Genesis;
+use tally_ledger::{Address, SecretKey, Store};
+use tally_p2p::Multiaddr;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::chain::{
+    Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set, validators_hash,
+};
+use crate::config::{Config, Home};
+use crate::ledger::ChainParams;
+use crate::{consensus, ledger, mempool, network, rpc, signing, sync};
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    pub rpc_addr: Option<SocketAddr>,
+    pub p2p_addrs: Vec<Multiaddr>,
+    pub peer_id: tally_p2p::PeerId,
+    pub validator: Option<Address>,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    rpc: Option<jsonrpsee::server::ServerHandle>,
+    network: tally_p2p::Handle,
+}
+
+fn parse_addrs(what: &str, addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| Multiaddr::from_str(a).with_context(|| format!("bad multiaddr {a:?} in {what}")))
+        .collect()
+}
+
+impl Node {
+    /// Starts every part of the node in `home` with `config`.
+    pub async fn start(home: &Home, config: &Config) -> anyhow::Result<Node> {
+        let genesis = Genesis::load(&home.genesis_file())
+            .with_context(|| format!("loading the genesis of {}", home.root.display()))?;
+        let genesis_hash = genesis.hash();
+        let genesis_set = validator_set(&genesis).context("genesis validator set")?;
+
+        let key = match config.node.validator_key.as_str() {
+            "" => None,
+            path => {
+                let path = home.resolve(path.as_ref());
+                Some(SecretKey::load(&path).with_context(|| {
+                    format!(
+                        "loading the validator key {} (set node.validator_key = \"\" to run a full node)",
+                        path.display()
+                    )
+                })?)
+            }
+        };
+        let validator = key.as_ref().map(SecretKey::address);
+        if let Some(address) = validator {
+            if !genesis_set.contains(&address) {
+                warn!(%address, "this key is not in the validator set: following the chain without voting");
+            }
+        }
+
+        std::fs::create_dir_all(home.data_dir())
+            .with_context(|| format!("creating {}", home.data_dir().display()))?;
+        let store = Arc::new(
+            Store::open(&home.store_dir(), &genesis.state())
+                .with_context(|| format!("opening the store in {}", home.store_dir().display()))?,
+        );
+        let tip = store.tip()?;
+        info!(height = tip.height, hash = %tip.hash, chain = genesis.chain_name, "store open");
+
+        let params = &genesis.consensus;
+        let p2p_config = tally_p2p::Config {
+            key_file: home.node_key_file(),
+            listen: parse_addrs("p2p.listen", &config.p2p.listen)?,
+            external: parse_addrs("p2p.external", &config.p2p.external)?,
+            bootstrap: parse_addrs("p2p.bootstrap", &config.p2p.bootstrap)?,
+            chain_id: genesis.chain_id,
+            genesis_hash: genesis_hash.0,
+            // A proposal carries its whole block.
+            max_message_bytes: params.max_block_bytes as usize + 256 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
+            max_connections: config.p2p.max_connections,
+            ..tally_p2p::Config::default()
+        };
+        let (network, net_events) = tally_p2p::spawn(p2p_config)
+            .await
+            .context("starting the p2p network")?;
+        let p2p_addrs = network.listen_addrs().await?;
+        let peer_id = network.local_peer_id();
+        info!(%peer_id, addrs = ?p2p_addrs, "p2p listening");
+
+        let (blocks_tx, _) = broadcast::channel(1024);
+        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        let (mempool, mempool_task) = mempool::spawn(
+            &config.mempool,
+            genesis.chain_id,
+            params.min_fee,
+            store.clone(),
+            network.clone(),
+            committed_rx,
+        );
+        let chain = ChainParams {
+            exec: genesis.exec_params(),
+            validators_hash: validators_hash(&genesis_set),
+            validators: genesis_set.clone(),
+            genesis_time_ms: genesis.genesis_time_ms(),
+        };
+        let (ledger, ledger_task) =
+            ledger::spawn(store.clone(), chain, blocks_tx.clone(), committed_tx)?;
+
+        let signing_path = key.as_ref().map(|_| home.signing_state_file());
+        let signer = key.map(|k| {
+            Box::new(ValidatorSigner::new(k)) as Box<dyn tally_consensus::Signer<Secp256k1> + Send>
+        });
+        let machine = match signing_path
+            .as_deref()
+            .map(signing::load)
+            .transpose()?
+            .flatten()
+        {
+            Some(state) => {
+                info!(
+                    height = state.height,
+                    round = state.round,
+                    "restored the signing state"
+                );
+                Consensus::restore(consensus_config(&genesis), Secp256k1, signer, state)?
+            }
+            None => Consensus::new(consensus_config(&genesis), Secp256k1, signer),
+        };
+        let (consensus_tx, consensus_rx) = mpsc::channel(4096);
+        let stall_after = Duration::from_millis(
+            params.timeout_propose_ms + params.timeout_prevote_ms + params.timeout_precommit_ms,
+        )
+        .max(Duration::from_millis(500));
+        let consensus_task = consensus::spawn(
+            consensus::Settings {
+                chain_id: genesis.chain_id,
+                genesis_set,
+                block_interval: Duration::from_millis(params.block_interval_ms),
+                max_block_txs: params.max_block_txs as usize,
+                max_block_bytes: params.max_block_bytes as usize,
+                signing_state: signing_path,
+                stall_after,
+            },
+            consensus::Parts {
+                machine,
+                me: validator,
+                network: network.clone(),
+                ledger: ledger.clone(),
+                mempool: mempool.clone(),
+                inbox: consensus_rx,
+                new_blocks: blocks_tx.subscribe(),
+                tip,
+            },
+        );
+
+        let (requests_tx, requests_rx) = mpsc::channel(256);
+        let server_task = sync::spawn_server(
+            store.clone(),
+            network.clone(),
+            requests_rx,
+            config.sync.batch_blocks,
+        );
+        let syncing = Arc::new(AtomicBool::new(false));
+        let client_task = sync::spawn_client(
+            store.clone(),
+            network.clone(),
+            ledger,
+            syncing.clone(),
+            Duration::from_millis(config.sync.interval_ms.max(50)),
+            config.sync.batch_blocks.max(1),
+        );
+        let router_task = network::spawn(
+            net_events,
+            network.clone(),
+            consensus_tx,
+            mempool.clone(),
+            requests_tx,
+        );
+
+        let (rpc_addr, rpc) = if config.rpc.enabled {
+            let context = rpc::RpcContext {
+                store,
+                mempool,
+                network: network.clone(),
+                blocks: blocks_tx,
+                syncing,
+                chain_id: genesis.chain_id,
+                chain_name: genesis.chain_name.clone(),
+                genesis_hash,
+                validators: genesis
+                    .validators
+                    .iter()
+                    .map(|v| tally_rpc::ValidatorInfo {
+                        name: v.name.clone(),
+                        address: v.address,
+                        power: v.power,
+                    })
+                    .collect(),
+                validator,
+                p2p_addrs: p2p_addrs.iter().map(ToString::to_string).collect(),
+            };
+            let (addr, handle) = rpc::start(&config.rpc, context).await?;
+            info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");
+            (Some(addr), Some(handle))
+        } else {
+            (None, None)
+        };
+
+        Ok(Node {
+            rpc_addr,
+            p2p_addrs,
+            peer_id,
+            validator,
+            tasks: vec![
+                ("mempool", mempool_task),
+                ("ledger", ledger_task),
+                ("consensus", consensus_task),
+                ("sync server", server_task),
+                ("sync client", client_task),
+                ("network router", router_task),
+            ],
+            rpc,
+            network,
+        })
+    }
+
+    /// Runs until `shutdown` completes (a clean stop) or an actor stops
+    /// (an error naming it).
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let tasks = std::mem::take(&mut self.tasks);
+        let watch = futures::future::select_all(
+            tasks
+                .into_iter()
+                .map(|(name, task)| Box::pin(async move { (name, task.await) })),
+        );
+        let result = tokio::select! {
+            () = shutdown => {
+                info!("shutting down");
+                Ok(())
+            }
+            ((name, outcome), _, _) = watch => match outcome {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the {name} actor stopped")),
+                Ok(Err(e)) => Err(e.context(format!("the {name} actor failed"))),
+                Err(e) => Err(anyhow::anyhow!("the {name} actor panicked: {e}")),
+            },
+        };
+        self.stop().await;
+        result
+    }
+
+    async fn stop(&mut self) {
+        if let Some(rpc) = self.rpc.take() {
+            let _ = rpc.stop();
+        }
+        let _ = self.network.shutdown().await;
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Checks that `home` was initialised, so `start` fails with advice.
+pub fn check_home(home: &Home) -> anyhow::Result<()> {
+    if !home.genesis_file().exists() {
+        bail!(
+            "{} has no genesis; run `tally init --home {}` first",
+            home.root.display(),
+            home.root.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! The JSON-RPC server: implements `tally_rpc::TallyApiServer` over the
+//! store (reads), the mempool actor (submissions) and the stream of
+//! committed blocks (waits and subscriptions).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jsonrpsee::core::{SubscriptionResult, async_trait};
+use jsonrpsee::server::{
+    BatchRequestConfig, PendingSubscriptionSink, Server, ServerConfig, ServerHandle,
+};
+use jsonrpsee::types::ErrorObjectOwned;
+use tally_ledger::{
+    AddError, Address, Block, Hash, MempoolError, SignedTransaction, Store, TxError,
+    VerifiedTransaction,
+};
+use tally_rpc::{
+    AccountInfo, BlockInfo, BlockSummary, PeerInfo, Status, SubmitError, SubmitResult,
+    TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_hex,
+};
+use tokio::sync::broadcast;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::config::RpcConfig;
+use crate::ledger::NewBlock;
+use crate::mempool::MempoolHandle;
+
+/// Most transactions in one `tally_sendRawTransactions` call.
+pub const MAX_SUBMIT_BATCH: usize = 20_000;
+const DEFAULT_WAIT_MS: u64 = 30_000;
+const MAX_WAIT_MS: u64 = 600_000;
+
+/// What the RPC server serves from.
+#[derive(Clone, Debug)]
+pub struct RpcContext {
+    pub store: Arc<Store>,
+    pub mempool: MempoolHandle,
+    pub network: tally_p2p::Handle,
+    pub blocks: broadcast::Sender<Arc<NewBlock>>,
+    pub syncing: Arc<AtomicBool>,
+    pub chain_id: u64,
+    pub chain_name: String,
+    pub genesis_hash: Hash,
+    pub validators: Vec<ValidatorInfo>,
+    pub validator: Option<Address>,
+    pub p2p_addrs: Vec<String>,
+}
+
+/// Starts the server; it runs until the handle is stopped.
+pub async fn start(
+    config: &RpcConfig,
+    context: RpcContext,
+) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_request_body_bytes)
+        .max_response_body_size(config.max_response_body_bytes)
+        .max_connections(config.max_connections)
+        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len))
+        .build();
+    let cors = cors_layer(&config.cors_allowed_origins)?;
+    let server = Server::builder()
+        .set_config(server_config)
+        .set_http_middleware(tower::ServiceBuilder::new().option_layer(cors))
+        .build(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for JSON-RPC on {}: {e}", config.listen))?;
+    let addr = server.local_addr()?;
+    Ok((addr, server.start(context.into_rpc())))
+}
+
+fn cors_layer(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        let parsed = origins
+            .iter()
+            .map(|o| http::HeaderValue::from_str(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("bad CORS origin in rpc.cors_allowed_origins: {e}"))?;
+        AllowOrigin::list(parsed)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::POST, http::Method::GET, http::Method::OPTIONS])
+            .allow_headers([http::header::CONTENT_TYPE]),
+    ))
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    error(codes::INTERNAL, e.to_string())
+}
+
+/// The code of a transaction's rejection.
+fn tx_error_code(e: &TxError) -> i32 {
+    match e {
+        TxError::TooLarge { .. }
+        | TxError::Decode(_)
+        | TxError::MemoTooLong { .. }
+        | TxError::BadSignature(_) => codes::INVALID_TX,
+        TxError::WrongChainId { .. } => codes::WRONG_CHAIN,
+        TxError::NonceTooLow { .. } | TxError::NonceGap { .. } => codes::BAD_NONCE,
+        TxError::FeeTooLow { .. }
+        | TxError::InsufficientBalance { .. }
+        | TxError::CostOverflow
+        | TxError::BalanceOverflow => codes::CANNOT_PAY,
+    }
+}
+
+fn add_error(e: &AddError) -> ErrorObjectOwned {
+    let code = match e {
+        AddError::Rejected(MempoolError::Invalid(tx)) => tx_error_code(tx),
+        AddError::Rejected(MempoolError::AlreadyKnown(_)) => codes::ALREADY_KNOWN,
+        AddError::Rejected(
+            MempoolError::NonceTaken { .. } | MempoolError::NonceTooFarAhead { .. },
+        ) => codes::BAD_NONCE,
+        AddError::Rejected(MempoolError::Full { .. }) => codes::MEMPOOL_FULL,
+        AddError::Store(_) => codes::INTERNAL,
+    };
+    error(code, e.to_string())
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
+    Hash::from_str(s).map_err(|e| error(codes::INVALID_PARAMS, format!("bad hash {s:?}: {e}")))
+}
+
+fn block_info(block: &Block) -> BlockInfo {
+    BlockInfo {
+        hash: block.hash(),
+        header: block.header.clone(),
+        tx_hashes: block.txs.iter().map(SignedTransaction::hash).collect(),
+        last_commit: block.last_commit.clone(),
+    }
+}
+
+fn summary(block: &NewBlock) -> BlockSummary {
+    BlockSummary {
+        height: block.height,
+        hash: block.hash,
+        time: block.time,
+        tx_count: u32::try_from(block.tx_hashes.len()).unwrap_or(u32::MAX),
+        state_root: block.state_root,
+    }
+}
+
+/// Decodes and verifies raw transactions on the blocking pool, one chunk
+/// per core.
+async fn verify_all(
+    raw: Vec<Vec<u8>>,
+) -> Result<Vec<Result<VerifiedTransaction, TxError>>, ErrorObjectOwned> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = raw.len().div_ceil(cores).max(64);
+    let mut tasks = Vec::new();
+    let mut raw = raw.into_iter();
+    loop {
+        let part: Vec<Vec<u8>> = raw.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.iter()
+                .map(|bytes| VerifiedTransaction::from_bytes(bytes))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        out.extend(task.await.map_err(internal)?);
+    }
+    Ok(out)
+}
+
+impl RpcContext {
+    async fn submit(&self, tx: &str) -> Result<Hash, ErrorObjectOwned> {
+        let bytes = parse_hex("transaction", tx)?;
+        let verified = tokio::task::spawn_blocking(move || VerifiedTransaction::from_bytes(&bytes))
+            .await
+            .map_err(internal)?
+            .map_err(|e| error(tx_error_code(&e), e.to_string()))?;
+        let mut results = self
+            .mempool
+            .add(vec![verified], true)
+            .await
+            .map_err(internal)?;
+        match results.pop() {
+            Some(Ok(hash)) => Ok(hash),
+            Some(Err(e)) => Err(add_error(&e)),
+            None => Err(internal("the mempool returned no result")),
+        }
+    }
+
+    async fn tx_info(&self, hash: Hash) -> Result<TxInfo, ErrorObjectOwned> {
+        if let Some(record) = self.store.transaction(&hash).map_err(internal)? {
+            let block_hash = self
+                .store
+                .block_by_height(record.location.height)
+                .map_err(internal)?
+                .map_or(Hash::ZERO, |b| b.hash());
+            let sender = record.tx.clone().verify().ok().map(|v| v.sender());
+            return Ok(TxInfo {
+                hash,
+                status: TxStatusInfo::Committed {
+                    height: record.location.height,
+                    index: record.location.index,
+                    block_hash,
+                    receipt: record.receipt,
+                },
+                tx: Some(record.tx),
+                sender,
+            });
+        }
+        if let Some(tx) = self.mempool.get(hash).await.map_err(internal)? {
+            return Ok(TxInfo {
+                hash,
+                status: TxStatusInfo::Pending,
+                tx: Some(tx.signed().clone()),
+                sender: Some(tx.sender()),
+            });
+        }
+        Ok(TxInfo {
+            hash,
+            status: TxStatusInfo::Unknown,
+            tx: None,
+            sender: None,
+        })
+    }
+
+    fn block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        Ok(self
+            .store
+            .block_by_height(height)
+            .map_err(internal)?
+            .as_ref()
+            .map(block_info))
+    }
+}
+
+#[async_trait]
+impl TallyApiServer for RpcContext {
+    async fn send_raw_transaction(&self, tx: String) -> Result<Hash, ErrorObjectOwned> {
+        self.submit(&tx).await
+    }
+
+    async fn send_raw_transactions(
+        &self,
+        txs: Vec<String>,
+    ) -> Result<Vec<SubmitResult>, ErrorObjectOwned> {
+        if txs.len() > MAX_SUBMIT_BATCH {
+            return Err(error(
+                codes::INVALID_PARAMS,
+                format!(
+                    "{} transactions, at most {MAX_SUBMIT_BATCH} per call",
+                    txs.len()
+                ),
+            ));
+        }
+        // Parse errors stay in place so results line up with the input.
+        let mut results: Vec<Option<SubmitError>> = vec![None; txs.len()];
+        let mut raw = Vec::with_capacity(txs.len());
+        let mut positions = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            match parse_hex("transaction", tx) {
+                Ok(bytes) => {
+                    raw.push(bytes);
+                    positions.push(i);
+                }
+                Err(e) => {
+                    results[i] = Some(SubmitError {
+                        code: e.code(),
+                        message: e.message().to_string(),
+                    })
+                }
+            }
+        }
+        let mut hashes: Vec<Option<Hash>> = vec![None; txs.len()];
+        let mut admit = Vec::with_capacity(raw.len());
+        let mut admit_positions = Vec::with_capacity(raw.len());
+        for (verified, i) in verify_all(raw).await?.into_iter().zip(positions) {
+            match verified {
+                Ok(tx) => {
+                    admit.push(tx);
+                    admit_positions.push(i);
+                }
+                Err(e) => {
+                    results[i] = Some(SubmitError {
+                        code: tx_error_code(&e),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        let added = self.mempool.add(admit, true).await.map_err(internal)?;
+        for (result, i) in added.into_iter().zip(admit_positions) {
+            match result {
+                Ok(hash) => hashes[i] = Some(hash),
+                Err(e) => {
+                    let e = add_error(&e);
+                    results[i] = Some(SubmitError {
+                        code: e.code(),
+                        message: e.message().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(hashes
+            .into_iter()
+            .zip(results)
+            .map(|(hash, error)| SubmitResult { hash, error })
+            .collect())
+    }
+
+    async fn send_transaction_and_wait(
+        &self,
+        tx: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<TxInfo, ErrorObjectOwned> {
+        let timeout = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
+        // Subscribe first: the block may commit before `submit` returns.
+        let mut blocks = self.blocks.subscribe();
+        let hash = self.submit(&tx).await?;
+        let wait = async {
+            loop {
+                match blocks.recv().await {
+                    Ok(block) if block.tx_hashes.contains(&hash) => {
+                        return self.tx_info(hash).await;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let info = self.tx_info(hash).await?;
+                        match info.status {
+                            TxStatusInfo::Committed { .. } => return Ok(info),
+                            TxStatusInfo::Pending => {}
+                            TxStatusInfo::Unknown => {
+                                return Err(error(
+                                    codes::DROPPED,
+                                    format!("transaction {hash} was dropped from the mempool"),
+                                ));
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(internal("the node is shutting down"));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(error(
+                    codes::TIMEOUT,
+                    format!(
+                        "transaction {hash} not committed within {} ms (it may still be)",
+                        timeout.as_millis()
+                    ),
+                ))
+            })
+    }
+
+    async fn get_transaction(&self, hash: String) -> Result<TxInfo, ErrorObjectOwned> {
+        self.tx_info(parse_hash(&hash)?).await
+    }
+
+    async fn get_account(&self, address: String) -> Result<AccountInfo, ErrorObjectOwned> {
+        let parsed = Address::from_str(&address).map_err(|e| {
+            error(
+                codes::INVALID_PARAMS,
+                format!("bad address {address:?}: {e}"),
+            )
+        })?;
+        let height = self.store.tip().map_err(internal)?.height;
+        let account =
+            tally_ledger::StateReader::account(self.store.as_ref(), &parsed).map_err(internal)?;
+        Ok(AccountInfo {
+            address: parsed,
+            balance: account.balance,
+            nonce: account.nonce,
+            height,
+        })
+    }
+
+    async fn get_block_by_height(
+        &self,
+        height: u64,
+    ) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        self.block_by_height(height)
+    }
+
+    async fn get_block_by_hash(&self, hash: String) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        let hash = parse_hash(&hash)?;
+        Ok(self
+            .store
+            .block_by_hash(&hash)
+            .map_err(internal)?
+            .as_ref()
+            .map(block_info))
+    }
+
+    async fn get_latest_block(&self) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        let height = self.store.tip().map_err(internal)?.height;
+        self.block_by_height(height)
+    }
+
+    async fn status(&self) -> Result<Status, ErrorObjectOwned> {
+        let tip = self.store.tip().map_err(internal)?;
+        let latest_time = match tip.height {
+            0 => 0,
+            h => self
+                .store
+                .block_by_height(h)
+                .map_err(internal)?
+                .map_or(0, |b| b.header.time),
+        };
+        let peers = self.network.peers().await.map_err(internal)?;
+        let (mempool_size, mempool_bytes) = self.mempool.size().await.map_err(internal)?;
+        Ok(Status {
+            chain_id: self.chain_id,
+            chain_name: self.chain_name.clone(),
+            genesis_hash: self.genesis_hash,
+            peer_id: self.network.local_peer_id().to_string(),
+            listen_addrs: self.p2p_addrs.clone(),
+            node_version: env!("CARGO_PKG_VERSION").into(),
+            latest_height: tip.height,
+            latest_hash: tip.hash,
+            latest_time,
+            state_root: tip.state_root,
+            syncing: self.syncing.load(Ordering::Relaxed),
+            peer_count: u32::try_from(peers.len()).unwrap_or(u32::MAX),
+            validator: self.validator,
+            mempool_size: u32::try_from(mempool_size).unwrap_or(u32::MAX),
+            mempool_bytes: mempool_bytes as u64,
+        })
+    }
+
+    async fn validators(&self) -> Result<Vec<ValidatorInfo>, ErrorObjectOwned> {
+        Ok(self.validators.clone())
+    }
+
+    async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned> {
+        Ok(self
+            .network
+            .peers()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|p| PeerInfo {
+                peer_id: p.peer.to_string(),
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+            })
+            .collect())
+    }
+
+    async fn health(&self) -> Result<String, ErrorObjectOwned> {
+        self.store.tip().map_err(internal)?;
+        Ok("ok".into())
+    }
+
+    async fn subscribe_new_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut blocks = self.blocks.subscribe();
+        let sink = pending.accept().await?;
+        loop {
+            tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                block = blocks.recv() => match block {
+                    Ok(block) => sink.send(serde_json::value::to_raw_value(&summary(&block))?).await?,
+                    // A subscriber too slow to keep up misses blocks; it can
+                    // fetch them by height.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+
+    async fn subscribe_transaction(
+        &self,
+        pending: PendingSubscriptionSink,
+        hash: String,
+    ) -> SubscriptionResult {
+        let hash = match parse_hash(&hash) {
+            Ok(hash) => hash,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        let mut blocks = self.blocks.subscribe();
+        let sink = pending.accept().await?;
+        let mut last = self.tx_info(hash).await?;
+        sink.send(serde_json::value::to_raw_value(&last)?).await?;
+        while !last.is_committed() {
+            tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                block = blocks.recv() => match block {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let info = self.tx_info(hash).await?;
+                        if info.status != last.status {
+                            sink.send(serde_json::value::to_raw_value(&info)?).await?;
+                        }
+                        if info.status == TxStatusInfo::Unknown {
+                            return Ok(());
+                        }
+                        last = info;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! `tally dev` as a user runs it: transfers over JSON-RPC commit and move
+//! balances and nonces; every kind of bad input gets its JSON-RPC error and
+//! changes nothing.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use jsonrpsee::core::ClientError;
+use tally_genesis::dev_keys;
+use tally_ledger::{SecretKey, Signature};
+use tally_rpc::{TallyApiClient, TxStatusInfo, codes};
+
+use crate::harness::{NodeProc, client, raw, transfer, wait_height};
+
+/// The JSON-RPC error code of a failed call.
+fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (i32, String) {
+    match result {
+        Err(ClientError::Call(e)) => (e.code(), e.message().to_string()),
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_chain_commits_transfers_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("dev");
+    let node = NodeProc::spawn(
+        "dev",
+        &home,
+        "dev",
+        &["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"],
+    );
+    let url = node.rpc_url().await;
+    let rpc = client(&url);
+    wait_height(&rpc, 1, Duration::from_secs(30)).await;
+    let status = rpc.status().await.expect("status");
+    let chain_id = status.chain_id;
+    assert!(status.validator.is_some());
+    assert_eq!(rpc.health().await.expect("health"), "ok");
+
+    let keys = dev_keys();
+    let (alice, bob) = (&keys[0], &keys[1]);
+    let alice_before = rpc
+        .get_account(alice.address().to_string())
+        .await
+        .expect("account");
+    let bob_before = rpc
+        .get_account(bob.address().to_string())
+        .await
+        .expect("account");
+
+    // A transfer, waited on.
+    let tx = transfer(alice, chain_id, alice_before.nonce, bob.address(), 1_000);
+    let info = rpc
+        .send_transaction_and_wait(raw(&tx), Some(20_000))
+        .await
+        .expect("transfer commits");
+    let TxStatusInfo::Committed {
+        height, receipt, ..
+    } = &info.status
+    else {
+        panic!("not committed: {info:?}");
+    };
+    assert_eq!(receipt.status, tally_ledger::TxStatus::Success);
+    assert_eq!(info.sender, Some(alice.address()));
+    let block = rpc
+        .get_block_by_height(*height)
+        .await
+        .expect("block")
+        .expect("block exists");
+    assert!(block.tx_hashes.contains(&tx.hash()));
+    assert_eq!(
+        rpc.get_block_by_hash(block.hash.to_string())
+            .await
+            .expect("by hash"),
+        Some(block)
+    );
+
+    let alice_after = rpc
+        .get_account(alice.address().to_string())
+        .await
+        .expect("account");
+    let bob_after = rpc
+        .get_account(bob.address().to_string())
+        .await
+        .expect("account");
+    assert_eq!(alice_after.nonce, alice_before.nonce + 1);
+    assert_eq!(alice_after.balance, alice_before.balance - 1_001);
+    assert_eq!(bob_after.balance, bob_before.balance + 1_000);
+    assert_eq!(bob_after.nonce, bob_before.nonce);
+
+    // A transfer submitted without waiting shows up as committed.
+    let tx2 = transfer(alice, chain_id, alice_after.nonce, bob.address(), 5);
+    let hash = rpc.send_raw_transaction(raw(&tx2)).await.expect("submit");
+    assert_eq!(hash, tx2.hash());
+    let mut committed = false;
+    for _ in 0..100 {
+        if rpc
+            .get_transaction(hash.to_string())
+            .await
+            .expect("tx")
+            .is_committed()
+        {
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(committed, "second transfer never committed");
+    let alice_now = rpc
+        .get_account(alice.address().to_string())
+        .await
+        .expect("account");
+    assert_eq!(alice_now.nonce, alice_after.nonce + 1);
+
+    // Bad inputs: each is refused with its own error, and nothing moves.
+    let bad: Vec<(&str, String, i32)> = vec![
+        ("malformed hex", "0xzz12".into(), codes::INVALID_PARAMS),
+        ("undecodable bytes", "0x0102".into(), codes::INVALID_TX),
+        (
+            "wrong chain id",
+            raw(&transfer(
+                alice,
+                chain_id + 1,
+                alice_now.nonce,
+                bob.address(),
+                1,
+            )),
+            codes::WRONG_CHAIN,
+        ),
+        (
+            "tampered signature",
+            raw(&{
+                let mut tx = transfer(alice, chain_id, alice_now.nonce, bob.address(), 1);
+                let mut bytes = tx.signature.0;
+                bytes[..32].fill(0);
+                tx.signature = Signature(bytes);
+                tx
+            }),
+            codes::INVALID_TX,
+        ),
+        ("replayed nonce", raw(&tx), codes::BAD_NONCE),
+        (
+            "insufficient balance",
+            raw(&transfer(
+                &SecretKey::from_seed("tally-test-empty-account"),
+                chain_id,
+                0,
+                bob.address(),
+                1,
+            )),
+            codes::CANNOT_PAY,
+        ),
+        (
+            "more than the balance",
+            raw(&transfer(
+                alice,
+                chain_id,
+                alice_now.nonce,
+                bob.address(),
+                u128::MAX / 2,
+            )),
+            codes::CANNOT_PAY,
+        ),
+    ];
+    for (what, tx, expected) in bad {
+        let (got, message) = code(rpc.send_raw_transaction(tx).await);
+        assert_eq!(got, expected, "{what}: {message}");
+        assert!(!message.is_empty(), "{what}: empty message");
+    }
+    let (got, message) = code(rpc.get_account("0xnot-an-address".into()).await);
+    assert_eq!(got, codes::INVALID_PARAMS, "{message}");
+
+    // An oversized body is refused by the server before it is parsed.
+    let addr = url.trim_start_matches("http://");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tally_sendRawTransaction","params":["{}"]}}"#,
+        "ab".repeat(5 * 1024 * 1024)
+    );
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write head");
+    // The server may answer and close before reading the whole body.
+    let _ = stream.write_all(body.as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        response.starts_with("HTTP/1.1 413") || response.contains("too big"),
+        "oversized body not refused: {}",
+        &response[..response.len().min(300)]
+    );
+
+    // Nothing moved: balances and nonces are as after the two transfers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alice_end = rpc
+        .get_account(alice.address().to_string())
+        .await
+        .expect("account");
+    assert_eq!(alice_end.nonce, alice_now.nonce);
+    assert_eq!(alice_end.balance, alice_now.balance);
+    assert_eq!(rpc.status().await.expect("status").mempool_size, 0);
+}

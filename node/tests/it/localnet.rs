@@ -1,0 +1,283 @@
+//! Four validator processes on loopback under a steady stream of transfers:
+//! they agree on every block, survive a kill -9 of one and of all, and a
+//! full node started late syncs the whole chain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jsonrpsee_http_client::HttpClient;
+use tally_genesis::dev_keys;
+use tally_ledger::{Address, Hash, TxLocation};
+use tally_node::config::{Config, Home};
+use tally_rpc::TallyApiClient;
+use tokio::sync::Mutex;
+
+use crate::harness::{NodeProc, client, height, raw, run, transfer, wait_for, wait_height};
+
+const N: usize = 4;
+const LONG: Duration = Duration::from_secs(90);
+
+fn rpc_url(home: &Path) -> String {
+    let config = Config::load(&Home::new(home).config_file()).expect("config");
+    format!("http://{}", config.rpc.listen)
+}
+
+/// Block hashes of heights `1..=to` as `client` has them.
+async fn hashes(client: &HttpClient, to: u64) -> Vec<Hash> {
+    let mut out = Vec::with_capacity(to as usize);
+    for h in 1..=to {
+        let block = client
+            .get_block_by_height(h)
+            .await
+            .expect("rpc")
+            .unwrap_or_else(|| panic!("block {h} missing"));
+        out.push(block.hash);
+    }
+    out
+}
+
+/// Every node has the same block at every height up to the lowest tip.
+async fn assert_agreement(clients: &[HttpClient]) -> Vec<Hash> {
+    let mut tips = Vec::new();
+    for c in clients {
+        tips.push(height(c).await.expect("node answers"));
+    }
+    let common = *tips.iter().min().expect("nodes");
+    let reference = hashes(&clients[0], common).await;
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        assert_eq!(hashes(c, common).await, reference, "node{i} disagrees");
+    }
+    reference
+}
+
+/// Submits transfers from the dev accounts round-robin over the nodes
+/// until stopped, and remembers what was accepted.
+struct Load {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<Mutex<Vec<Hash>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(urls: Vec<String>, chain_id: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            let clients: Vec<HttpClient> = urls.iter().map(|u| client(u)).collect();
+            let keys = dev_keys();
+            let senders = &keys[..8];
+            let sink = Address([0x42; 20]);
+            let mut nonces: HashMap<Address, u64> = HashMap::new();
+            let mut round = 0usize;
+            while !stop2.load(Ordering::Relaxed) {
+                round += 1;
+                for (i, key) in senders.iter().enumerate() {
+                    let node = &clients[(round + i) % clients.len()];
+                    // Every few rounds take the chain's nonce again: a node
+                    // killed with our transactions in its mempool lost them.
+                    if round % 10 == 1 || !nonces.contains_key(&key.address()) {
+                        if let Ok(account) = node.get_account(key.address().to_string()).await {
+                            nonces.insert(key.address(), account.nonce);
+                        }
+                    }
+                    let Some(nonce) = nonces.get(&key.address()).copied() else {
+                        continue;
+                    };
+                    let tx = transfer(key, chain_id, nonce, sink, round as u128);
+                    if let Ok(hash) = node.send_raw_transaction(raw(&tx)).await {
+                        nonces.insert(key.address(), nonce + 1);
+                        accepted2.lock().await.push(hash);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Load {
+            stop,
+            accepted,
+            task,
+        }
+    }
+
+    async fn finish(self) -> Vec<Hash> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.accepted.lock().await.clone()
+    }
+}
+
+/// Which of `hashes` are committed, and where, according to `client`.
+async fn committed(client: &HttpClient, hashes: &[Hash]) -> BTreeMap<Hash, TxLocation> {
+    let mut out = BTreeMap::new();
+    for hash in hashes {
+        if let Some(location) = client
+            .get_transaction(hash.to_string())
+            .await
+            .expect("rpc")
+            .location()
+        {
+            out.insert(*hash, location);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("net");
+    let out_s = out.display().to_string();
+    run(&[
+        "testnet",
+        "--validators",
+        "4",
+        "--out",
+        &out_s,
+        "--free-ports",
+        "--block-interval-ms",
+        "100",
+    ]);
+    let homes: Vec<PathBuf> = (0..N).map(|i| out.join(format!("node{i}"))).collect();
+    let urls: Vec<String> = homes.iter().map(|h| rpc_url(h)).collect();
+    let mut nodes: Vec<NodeProc> = homes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| NodeProc::start(&format!("node{i}"), h, &[]))
+        .collect();
+    let clients: Vec<HttpClient> = urls.iter().map(|u| client(u)).collect();
+    for c in &clients {
+        wait_height(c, 2, LONG).await;
+    }
+    let chain_id = clients[0].status().await.expect("status").chain_id;
+
+    // Steady load: every node has the same block at every height.
+    let load = Load::start(urls.clone(), chain_id);
+    wait_height(&clients[0], 12, LONG).await;
+    assert_agreement(&clients).await;
+
+    // kill -9 one validator: the other three keep committing.
+    nodes[3].kill9();
+    let before = height(&clients[0]).await.expect("node0");
+    wait_height(&clients[0], before + 5, LONG).await;
+    wait_height(&clients[1], before + 5, LONG).await;
+    // Restarted, it catches up by sync and agrees.
+    nodes[3].restart();
+    let target = height(&clients[0]).await.expect("node0");
+    wait_height(&clients[3], target, LONG).await;
+    assert_agreement(&clients).await;
+
+    // kill -9 all four at once, mid-load.
+    let accepted_so_far = load.accepted.lock().await.clone();
+    let committed_before = committed(&clients[0], &accepted_so_far).await;
+    assert!(
+        !committed_before.is_empty(),
+        "no transfer committed under load"
+    );
+    let tip_before = height(&clients[0]).await.expect("node0");
+    let chain_before = hashes(&clients[0], tip_before).await;
+    eprintln!(
+        "kill -9 of all four at height {tip_before}, {} of {} accepted transfers committed",
+        committed_before.len(),
+        accepted_so_far.len()
+    );
+    for node in &mut nodes {
+        node.kill9();
+    }
+    for node in &mut nodes {
+        node.restart();
+    }
+    for c in &clients {
+        wait_height(c, tip_before + 3, LONG).await;
+    }
+    // Nothing committed was lost or changed.
+    let chain_after = assert_agreement(&clients).await;
+    assert_eq!(chain_after[..chain_before.len()], chain_before[..]);
+    for c in &clients {
+        let hashes: Vec<Hash> = committed_before.keys().copied().collect();
+        assert_eq!(committed(c, &hashes).await, committed_before);
+    }
+
+    // Stop the load; once the mempools drain, every node has the same
+    // balances.
+    let accepted = load.finish().await;
+    assert!(
+        accepted.len() > 50,
+        "only {} transfers accepted",
+        accepted.len()
+    );
+    eprintln!("{} transfers accepted in all", accepted.len());
+    for c in &clients {
+        wait_for("mempool to drain", LONG, || async {
+            c.status().await.ok().filter(|s| s.mempool_size == 0)
+        })
+        .await;
+    }
+    let keys = dev_keys();
+    let mut watched: Vec<Address> = keys[..8].iter().map(|k| k.address()).collect();
+    watched.push(Address([0x42; 20]));
+    for address in &watched {
+        let mut balances = Vec::new();
+        for c in &clients {
+            let a = c.get_account(address.to_string()).await.expect("account");
+            balances.push((a.balance, a.nonce));
+        }
+        assert!(
+            balances.windows(2).all(|w| w[0] == w[1]),
+            "balances of {address} differ: {balances:?}"
+        );
+    }
+
+    // No validator signed two different messages for one height/round/step
+    // (every node reports any it sees).
+    for node in &nodes {
+        assert!(
+            !node.log_text().contains("signed conflicting messages"),
+            "{} saw a double sign",
+            node.name
+        );
+    }
+
+    // A full node started from genesis after 100+ blocks syncs to the tip.
+    wait_height(&clients[0], 100, Duration::from_secs(180)).await;
+    let full = dir.path().join("full");
+    let genesis = homes[0].join("config/genesis.json");
+    run(&[
+        "init",
+        "--home",
+        &full.display().to_string(),
+        "--full-node",
+        "--genesis",
+        &genesis.display().to_string(),
+    ]);
+    let full_home = Home::new(&full);
+    let mut config = Config::load(&full_home.config_file()).expect("config");
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config.p2p.bootstrap = homes
+        .iter()
+        .map(|h| {
+            let c = Config::load(&Home::new(h).config_file()).expect("config");
+            let peer = run(&["keys", "peer-id", "--home", &h.display().to_string()]);
+            format!("{}/p2p/{}", c.p2p.listen[0], peer.trim())
+        })
+        .collect();
+    std::fs::remove_file(full_home.config_file()).expect("remove config");
+    config
+        .save_new(&full_home.config_file())
+        .expect("save config");
+    let full_node = NodeProc::start("full", &full, &[]);
+    let full_client = client(&full_node.rpc_url().await);
+    let tip = height(&clients[0]).await.expect("node0");
+    wait_height(&full_client, tip, LONG).await;
+    eprintln!("full node synced {tip} blocks");
+    let status = full_client.status().await.expect("status");
+    assert_eq!(status.validator, None);
+    assert_eq!(
+        hashes(&full_client, tip).await,
+        hashes(&clients[0], tip).await
+    );
+}
