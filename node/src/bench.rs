@@ -24,6 +24,8 @@ use serde::Serialize;
 use tally_genesis::dev_keys;
 use tally_ledger::{Address, Hash, SecretKey, SignedTransaction, Transaction};
 use tally_rpc::TallyApiClient;
+
+use crate::par_map;
 use tokio::sync::Mutex;
 
 /// What to run.
@@ -95,26 +97,9 @@ fn raw(tx: &SignedTransaction) -> String {
     hex::encode(tx.encode())
 }
 
-/// Signs `txs` in parallel, one thread per core.
+/// Signs `txs` on every core.
 fn sign_all(txs: Vec<(SecretKey, Transaction)>) -> Vec<SignedTransaction> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = txs.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = txs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(key, tx)| tx.clone().sign(key))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    par_map(&txs, |(key, tx)| tx.clone().sign(key))
 }
 
 /// Signature recoveries per second using every core, over about a second.

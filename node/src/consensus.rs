@@ -93,6 +93,7 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         blocks: HashMap::new(),
         internal: internal_tx,
         last_progress: Instant::now(),
+        height_started: Instant::now(),
     };
     tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
 }
@@ -111,6 +112,10 @@ struct Actor {
     blocks: HashMap<Hash, Block>,
     internal: mpsc::UnboundedSender<Internal>,
     last_progress: Instant,
+    /// When the current height started: the block interval is a minimum
+    /// period from one height's start to the next, so time spent deciding
+    /// and committing a big block counts toward it (no idle gap under load).
+    height_started: Instant,
 }
 
 impl Actor {
@@ -150,6 +155,7 @@ impl Actor {
         };
         self.height = height;
         self.last_progress = Instant::now();
+        self.height_started = Instant::now();
         self.blocks.retain(|_, b| b.height() >= height);
         debug!(height, "starting height");
         let actions = self.machine.handle(Event::StartHeight {
@@ -206,7 +212,10 @@ impl Actor {
             Internal::Committed { height, result } => match result {
                 Ok(_) => {
                     let start = self.internal.clone();
-                    let wait = self.settings.block_interval;
+                    let wait = self
+                        .settings
+                        .block_interval
+                        .saturating_sub(self.height_started.elapsed());
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
                         let _ = start.send(Internal::Start(height + 1));

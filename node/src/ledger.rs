@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::chain::{Secp256k1, commit_to_certificate};
-use crate::now_ms;
+use crate::{now_ms, par_map};
 
 /// How far ahead of our clock a proposed block's time may be.
 const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
@@ -203,6 +203,16 @@ pub fn spawn(
     Ok((LedgerHandle { commands: tx }, join))
 }
 
+/// Verifies transactions on every core; those that fail are left out (the
+/// caller verifies them again to get the error).
+fn recover_all(txs: &[&SignedTransaction]) -> HashMap<Hash, VerifiedTransaction> {
+    par_map(txs, |tx| (*tx).clone().verify().ok())
+        .into_iter()
+        .flatten()
+        .map(|tx| (tx.hash(), tx))
+        .collect()
+}
+
 struct Actor {
     store: Arc<Store>,
     params: ChainParams,
@@ -366,10 +376,19 @@ impl Actor {
         block: Block,
         known: &HashMap<Hash, Arc<VerifiedTransaction>>,
     ) -> Result<ExecutedBlock, LedgerError> {
+        // Recover the senders this node has not seen yet on every core
+        // first; the sequential execution below then only looks them up.
+        let unseen: Vec<&SignedTransaction> = block
+            .txs
+            .iter()
+            .filter(|tx| known.get(&tx.hash()).is_none_or(|k| k.signed() != *tx))
+            .collect();
+        let mut recovered = recover_all(&unseen);
         let reuse = |signed: &SignedTransaction| -> Result<VerifiedTransaction, TxError> {
             let hash = signed.hash();
-            match known.get(&hash) {
-                Some(tx) if tx.signed() == signed => Ok(tx.as_ref().clone()),
+            match (known.get(&hash), recovered.remove(&hash)) {
+                (Some(tx), _) if tx.signed() == signed => Ok(tx.as_ref().clone()),
+                (_, Some(tx)) if tx.signed() == signed => Ok(tx),
                 _ => signed.clone().verify(),
             }
         };

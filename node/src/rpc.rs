@@ -27,6 +27,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::config::RpcConfig;
 use crate::ledger::NewBlock;
 use crate::mempool::MempoolHandle;
+use crate::par_map;
 
 /// Most transactions in one `tally_sendRawTransactions` call.
 pub const MAX_SUBMIT_BATCH: usize = 20_000;
@@ -150,31 +151,16 @@ fn summary(block: &NewBlock) -> BlockSummary {
     }
 }
 
-/// Decodes and verifies raw transactions on the blocking pool, one chunk
-/// per core.
+/// Decodes and verifies raw transactions on every core, off the async
+/// workers.
 async fn verify_all(
     raw: Vec<Vec<u8>>,
 ) -> Result<Vec<Result<VerifiedTransaction, TxError>>, ErrorObjectOwned> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = raw.len().div_ceil(cores).max(64);
-    let mut tasks = Vec::new();
-    let mut raw = raw.into_iter();
-    loop {
-        let part: Vec<Vec<u8>> = raw.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
-        }
-        tasks.push(tokio::task::spawn_blocking(move || {
-            part.iter()
-                .map(|bytes| VerifiedTransaction::from_bytes(bytes))
-                .collect::<Vec<_>>()
-        }));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        out.extend(task.await.map_err(internal)?);
-    }
-    Ok(out)
+    tokio::task::spawn_blocking(move || {
+        par_map(&raw, |bytes| VerifiedTransaction::from_bytes(bytes))
+    })
+    .await
+    .map_err(internal)
 }
 
 impl RpcContext {
