@@ -87,6 +87,15 @@ pub struct ConsensusParams {
     /// Smallest fee a transaction may pay, in base units.
     #[serde(with = "tally_ledger::serde_u128")]
     pub min_fee: u128,
+    /// With no transaction waiting, the next height starts only after this
+    /// long (or as soon as one arrives): an idle chain makes one empty block
+    /// per interval instead of one per `block_interval_ms`. 0: never wait.
+    #[serde(default = "default_empty_block_interval_ms")]
+    pub empty_block_interval_ms: u64,
+}
+
+fn default_empty_block_interval_ms() -> u64 {
+    1000
 }
 
 impl Default for ConsensusParams {
@@ -100,6 +109,7 @@ impl Default for ConsensusParams {
             max_block_txs: 10_000,
             max_block_bytes: 4 * 1024 * 1024,
             min_fee: 1,
+            empty_block_interval_ms: default_empty_block_interval_ms(),
         }
     }
 }

@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tally_consensus::{Action, Event, SigningScheme, Timeout, ValidatorSet};
 use tally_ledger::{Address, Block, ChainTip, Hash, Signature};
 use tally_p2p::{MessageId, PeerId, Topic, Verdict};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
 use crate::chain::{Consensus, Secp256k1, certificate_to_commit, validator_set_at};
@@ -50,6 +51,10 @@ enum Internal {
         height: u64,
         result: Result<ChainTip, LedgerError>,
     },
+    /// The block interval after a commit passed: start the height now if
+    /// there is anything to put in it, else wait (see `waiting`).
+    IntervalPassed(u64),
+    /// Start the height whatever the mempool holds.
     Start(u64),
 }
 
@@ -65,6 +70,9 @@ pub struct Settings {
     /// Re-gossip the current round's messages after this long without a
     /// new height.
     pub stall_after: Duration,
+    /// With an empty mempool, wait this long (from the last height's start)
+    /// for a transaction before starting a height; zero: never wait.
+    pub empty_block_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -76,6 +84,8 @@ pub struct Parts {
     pub mempool: MempoolHandle,
     pub inbox: mpsc::Receiver<Inbound>,
     pub new_blocks: broadcast::Receiver<Arc<NewBlock>>,
+    /// Signalled by the mempool whenever it admits a transaction.
+    pub tx_arrived: Arc<Notify>,
     pub tip: ChainTip,
 }
 
@@ -94,6 +104,8 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         internal: internal_tx,
         last_progress: Instant::now(),
         height_started: Instant::now(),
+        waiting: None,
+        tx_arrived: parts.tx_arrived,
     };
     tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
 }
@@ -116,6 +128,10 @@ struct Actor {
     /// period from one height's start to the next, so time spent deciding
     /// and committing a big block counts toward it (no idle gap under load).
     height_started: Instant,
+    /// The height that will start when a transaction arrives (or a peer is
+    /// seen there, or the empty-block interval passes).
+    waiting: Option<u64>,
+    tx_arrived: Arc<Notify>,
 }
 
 impl Actor {
@@ -139,6 +155,11 @@ impl Actor {
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
                 _ = stall_check.tick() => self.on_stall_check().await,
+                () = self.tx_arrived.notified(), if self.waiting.is_some() => {
+                    if let Some(height) = self.waiting.take() {
+                        self.start_height(height).await?;
+                    }
+                }
                 else => return Ok(()),
             }
         }
@@ -154,6 +175,7 @@ impl Actor {
             validator_set_at(&self.settings.genesis_set, height)
         };
         self.height = height;
+        self.waiting = None;
         self.last_progress = Instant::now();
         self.height_started = Instant::now();
         self.blocks.retain(|_, b| b.height() >= height);
@@ -218,15 +240,34 @@ impl Actor {
                         .saturating_sub(self.height_started.elapsed());
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
-                        let _ = start.send(Internal::Start(height + 1));
+                        let _ = start.send(Internal::IntervalPassed(height + 1));
                     });
                 }
                 Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
                 // Sync will bring the block from peers.
                 Err(e) => error!(height, error = %e, "could not commit the decided block"),
             },
+            Internal::IntervalPassed(height) => self.interval_passed(height).await?,
             Internal::Start(height) => self.start_height(height).await?,
         }
+        Ok(())
+    }
+
+    async fn interval_passed(&mut self, height: u64) -> anyhow::Result<()> {
+        let idle_for = self.settings.empty_block_interval;
+        let pending = self.mempool.size().await.map(|(txs, _)| txs).unwrap_or(1);
+        let remaining = idle_for.saturating_sub(self.height_started.elapsed());
+        if pending > 0 || remaining.is_zero() {
+            return self.start_height(height).await;
+        }
+        // Drop a wake-up left by a transaction that is committed by now.
+        let _ = self.tx_arrived.notified().now_or_never();
+        self.waiting = Some(height);
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(remaining).await;
+            let _ = internal.send(Internal::Start(height));
+        });
         Ok(())
     }
 
@@ -295,6 +336,12 @@ impl Actor {
             }
             return Ok(());
         }
+        // A peer already works on the height we hold back: join it.
+        if let Some(waiting) = self.waiting {
+            if message_height(&inbound.envelope.message) >= waiting {
+                self.start_height(waiting).await?;
+            }
+        }
         let event = match inbound.envelope.message {
             ConsensusMessage::Proposal { proposal, block } => {
                 if self.blocks.len() < MAX_CACHED_BLOCKS {
@@ -311,7 +358,7 @@ impl Actor {
     /// No new height for a while: peers may have missed our messages (or we
     /// theirs), so send this round's again.
     async fn on_stall_check(&mut self) {
-        if self.last_progress.elapsed() < self.settings.stall_after {
+        if self.waiting.is_some() || self.last_progress.elapsed() < self.settings.stall_after {
             return;
         }
         self.last_progress = Instant::now();
@@ -456,6 +503,13 @@ impl Actor {
                 result,
             });
         });
+    }
+}
+
+fn message_height(message: &ConsensusMessage) -> u64 {
+    match message {
+        ConsensusMessage::Proposal { proposal, .. } => proposal.message.height,
+        ConsensusMessage::Vote(vote) => vote.message.height,
     }
 }
 

@@ -167,6 +167,9 @@ struct ParamArgs {
     /// Most transactions per block.
     #[arg(long)]
     max_block_txs: Option<u32>,
+    /// With no transaction waiting, at most one empty block per this many ms (0: no wait).
+    #[arg(long)]
+    empty_block_interval_ms: Option<u64>,
 }
 
 impl ParamArgs {
@@ -177,6 +180,9 @@ impl ParamArgs {
         }
         if let Some(n) = self.max_block_txs {
             params.max_block_txs = n;
+        }
+        if let Some(ms) = self.empty_block_interval_ms {
+            params.empty_block_interval_ms = ms;
         }
         params
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tally_ledger::{AddError, Address, Hash, Mempool, Store, VerifiedTransaction};
 use tally_p2p::Topic;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::config::MempoolSection;
@@ -123,6 +123,7 @@ pub fn spawn(
     store: Arc<Store>,
     network: tally_p2p::Handle,
     committed: mpsc::UnboundedReceiver<(Vec<Hash>, Vec<Address>)>,
+    tx_arrived: Arc<Notify>,
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
     let actor = Actor {
@@ -135,6 +136,7 @@ pub fn spawn(
             .gossip_batch_max
             .clamp(1, crate::network::MAX_GOSSIP_BATCH),
         batch_interval: Duration::from_millis(config.gossip_batch_interval_ms.max(1)),
+        tx_arrived,
     };
     (
         MempoolHandle { commands: tx },
@@ -150,6 +152,7 @@ struct Actor {
     outbox: TxBatch,
     batch_max: usize,
     batch_interval: Duration,
+    tx_arrived: Arc<Notify>,
 }
 
 impl Actor {
@@ -198,6 +201,9 @@ impl Actor {
                         self.outbox.txs.push(encoded);
                     }
                     results.push(result);
+                }
+                if results.iter().any(Result::is_ok) {
+                    self.tx_arrived.notify_one();
                 }
                 let _ = reply.send(results);
                 if self.outbox.txs.len() >= self.batch_max {

@@ -101,6 +101,7 @@ impl Node {
 
         let (blocks_tx, _) = broadcast::channel(1024);
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        let tx_arrived = Arc::new(tokio::sync::Notify::new());
         let (mempool, mempool_task) = mempool::spawn(
             &config.mempool,
             genesis.chain_id,
@@ -108,6 +109,7 @@ impl Node {
             store.clone(),
             network.clone(),
             committed_rx,
+            tx_arrived.clone(),
         );
         let chain = ChainParams {
             exec: genesis.exec_params(),
@@ -152,6 +154,7 @@ impl Node {
                 max_block_bytes: params.max_block_bytes as usize,
                 signing_state: signing_path,
                 stall_after,
+                empty_block_interval: Duration::from_millis(params.empty_block_interval_ms),
             },
             consensus::Parts {
                 machine,
@@ -161,6 +164,7 @@ impl Node {
                 mempool: mempool.clone(),
                 inbox: consensus_rx,
                 new_blocks: blocks_tx.subscribe(),
+                tx_arrived,
                 tip,
             },
         );

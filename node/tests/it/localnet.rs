@@ -140,6 +140,9 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         "--free-ports",
         "--block-interval-ms",
         "100",
+        // Empty blocks keep coming, so the full node has 100 to sync soon.
+        "--empty-block-interval-ms",
+        "0",
     ]);
     let homes: Vec<PathBuf> = (0..N).map(|i| out.join(format!("node{i}"))).collect();
     let urls: Vec<String> = homes.iter().map(|h| rpc_url(h)).collect();
