@@ -105,7 +105,7 @@ impl Default for ConsensusParams {
             timeout_prevote_ms: 500,
             timeout_precommit_ms: 500,
             timeout_delta_ms: 250,
-            block_interval_ms: 200,
+            block_interval_ms: 100,
             max_block_txs: 10_000,
             max_block_bytes: 4 * 1024 * 1024,
             min_fee: 1,
