@@ -52,6 +52,9 @@ struct SenderQueue {
     /// The account's next nonce as last read from the state.
     next_nonce: u64,
     by_nonce: BTreeMap<u64, Hash>,
+    /// Sum of the costs (amount + fee) of `by_nonce`, kept up to date so
+    /// admission does not sum the queue again.
+    pending_cost: u128,
 }
 
 #[derive(Debug)]
@@ -154,9 +157,7 @@ impl Mempool {
             .into());
         }
         // Everything this sender already has pending must stay payable too.
-        let pending: u128 = queue
-            .map(|q| q.by_nonce.values().map(|h| self.cost_of(h)).sum())
-            .unwrap_or(0);
+        let pending = queue.map_or(0, |q| q.pending_cost);
         let needed = pending.checked_add(cost).ok_or(TxError::CostOverflow)?;
         if needed > account.balance {
             return Err(TxError::InsufficientBalance {
@@ -185,6 +186,7 @@ impl Mempool {
         let queue = self.senders.entry(sender).or_default();
         queue.next_nonce = account.nonce;
         queue.by_nonce.insert(body.nonce, hash);
+        queue.pending_cost = needed;
         self.bytes += tx.encoded_len();
         self.txs.insert(
             hash,
@@ -196,13 +198,6 @@ impl Mempool {
         );
         self.next_seq += 1;
         Ok(hash)
-    }
-
-    fn cost_of(&self, hash: &Hash) -> u128 {
-        self.txs
-            .get(hash)
-            .and_then(|p| p.tx.tx().cost())
-            .unwrap_or(0)
     }
 
     /// Executable transactions, at most `max_txs` and `max_bytes` of them: for
@@ -244,6 +239,8 @@ impl Mempool {
         let sender = pooled.tx.sender();
         if let Some(queue) = self.senders.get_mut(&sender) {
             queue.by_nonce.remove(&pooled.tx.tx().nonce);
+            let cost = pooled.tx.tx().cost().unwrap_or(0);
+            queue.pending_cost = queue.pending_cost.saturating_sub(cost);
             if queue.by_nonce.is_empty() {
                 self.senders.remove(&sender);
             }
