@@ -44,6 +44,10 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_COMMITS,
 ];
 
+/// Memtable size of one column family, and of all of them together.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+const TOTAL_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
 const META_GENESIS_HASH: &[u8] = b"genesis_hash";
 const META_TIP: &[u8] = b"tip";
 
@@ -122,6 +126,11 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bound memtable memory: by default each of the column families may
+        // hold 2 x 64 MiB before flushing, which under steady load shows as
+        // a node's resident memory climbing past 350 MB.
+        options.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        options.set_db_write_buffer_size(TOTAL_WRITE_BUFFER_BYTES);
         let descriptors = COLUMN_FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
