@@ -202,4 +202,29 @@ async fn dev_chain_commits_transfers_and_rejects_bad_input() {
     assert_eq!(alice_end.nonce, alice_now.nonce);
     assert_eq!(alice_end.balance, alice_now.balance);
     assert_eq!(rpc.status().await.expect("status").mempool_size, 0);
+
+    // The load generator funds its senders, commits everything it sends,
+    // and reports it.
+    let report = dir.path().join("bench.json");
+    let out = crate::harness::run(&[
+        "bench",
+        "--rpc",
+        &url,
+        "--txs",
+        "2000",
+        "--senders",
+        "40",
+        "--no-calibrate",
+        "--out",
+        &report.display().to_string(),
+    ]);
+    assert!(out.contains("committed throughput"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(report["accepted"], 2000, "{report}");
+    assert_eq!(report["committed"], 2000, "{report}");
+    assert!(
+        report["committed_tps"].as_f64().is_some_and(|t| t > 0.0),
+        "{report}"
+    );
 }
