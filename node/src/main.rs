@@ -112,38 +112,7 @@ enum Command {
     #[command(subcommand)]
     Query(QueryCommand),
     /// Load generator: submits pre-signed transfers and measures the chain.
-    Bench {
-        /// JSON-RPC endpoints to submit to (repeat for several nodes).
-        #[arg(long = "rpc", default_value = "http://127.0.0.1:8545")]
-        endpoints: Vec<String>,
-        /// Sender accounts (funded from the dev accounts on first use).
-        #[arg(long, default_value_t = 1000)]
-        senders: usize,
-        /// Transfers to submit.
-        #[arg(long, default_value_t = 50_000)]
-        txs: usize,
-        /// Target rate in transfers/s; 0 submits as fast as the nodes accept.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Concurrent HTTP connections submitting.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Transfers per tally_sendRawTransactions call.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        /// Nodes running on this machine (the bound is the recovery rate / this).
-        #[arg(long, default_value_t = 1)]
-        nodes_on_machine: usize,
-        /// Skip measuring this machine's signature-recovery rate.
-        #[arg(long)]
-        no_calibrate: bool,
-        /// Write the results as JSON here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Give up waiting for commits this many seconds after the last submission.
-        #[arg(long, default_value_t = 60)]
-        drain_timeout_s: u64,
-    },
+    Bench(BenchArgs),
     /// Delete a home's chain data (the store) so the node syncs again.
     Reset {
         #[arg(long)]
@@ -185,6 +154,56 @@ impl ParamArgs {
             params.empty_block_interval_ms = ms;
         }
         params
+    }
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// JSON-RPC endpoints to submit to (repeat for several nodes).
+    #[arg(long = "rpc", default_value = "http://127.0.0.1:8545")]
+    endpoints: Vec<String>,
+    /// Sender accounts (funded from the dev accounts on first use).
+    #[arg(long, default_value_t = 1000)]
+    senders: usize,
+    /// Transfers to submit.
+    #[arg(long, default_value_t = 50_000)]
+    txs: usize,
+    /// Target rate in transfers/s; 0 submits as fast as the nodes accept.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Concurrent HTTP connections submitting.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Transfers per tally_sendRawTransactions call.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Nodes running on this machine (the bound is the recovery rate / this).
+    #[arg(long, default_value_t = 1)]
+    nodes_on_machine: usize,
+    /// Skip measuring this machine's signature-recovery rate.
+    #[arg(long)]
+    no_calibrate: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Give up waiting for commits this many seconds after the last submission.
+    #[arg(long, default_value_t = 60)]
+    drain_timeout_s: u64,
+}
+
+impl BenchArgs {
+    fn config(&self) -> tally_node::bench::BenchConfig {
+        tally_node::bench::BenchConfig {
+            endpoints: self.endpoints.clone(),
+            senders: self.senders,
+            txs: self.txs,
+            rate: self.rate,
+            connections: self.connections,
+            batch: self.batch,
+            nodes_on_machine: self.nodes_on_machine,
+            calibrate: !self.no_calibrate,
+            drain_timeout: std::time::Duration::from_secs(self.drain_timeout_s),
+        }
     }
 }
 
@@ -556,32 +575,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
         },
-        Command::Bench {
-            endpoints,
-            senders,
-            txs,
-            rate,
-            connections,
-            batch,
-            nodes_on_machine,
-            no_calibrate,
-            out,
-            drain_timeout_s,
-        } => {
-            let report = tally_node::bench::run(tally_node::bench::BenchConfig {
-                endpoints,
-                senders,
-                txs,
-                rate,
-                connections,
-                batch,
-                nodes_on_machine,
-                calibrate: !no_calibrate,
-                drain_timeout: std::time::Duration::from_secs(drain_timeout_s),
-            })
-            .await?;
+        Command::Bench(args) => {
+            let report = tally_node::bench::run(args.config()).await?;
             tally_node::bench::print(&report);
-            if let Some(out) = out {
+            if let Some(out) = args.out {
                 std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
                     .with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote {}", out.display());
