@@ -596,6 +596,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     home.store_dir().display()
                 );
             }
+            refuse_if_running(&home)?;
             remove_if_exists(&home.store_dir())?;
             println!("deleted {}", home.store_dir().display());
             if signing_state {
@@ -605,6 +606,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A running node holds RocksDB's lock on its store: opening the store
+/// fails then, and deleting under the node would corrupt nothing but its
+/// own view of the chain (and leave it running on deleted files).
+fn refuse_if_running(home: &Home) -> anyhow::Result<()> {
+    if !home.store_dir().exists() {
+        return Ok(());
+    }
+    let genesis = Genesis::load(&home.genesis_file())?;
+    match tally_ledger::Store::open(&home.store_dir(), &genesis.state()) {
+        Err(e) if e.to_string().to_lowercase().contains("lock") => bail!(
+            "the store in {} is in use: stop the node first ({e})",
+            home.store_dir().display()
+        ),
+        // Any other failure (a corrupt store) is what reset is for.
+        _ => Ok(()),
+    }
 }
 
 fn remove_if_exists(path: &Path) -> anyhow::Result<()> {

@@ -203,6 +203,25 @@ async fn dev_chain_commits_transfers_and_rejects_bad_input() {
     assert_eq!(alice_end.balance, alice_now.balance);
     assert_eq!(rpc.status().await.expect("status").mempool_size, 0);
 
+    // reset refuses without its flag, and while the node holds the store.
+    let home_s = home.display().to_string();
+    for args in [
+        vec!["reset", "--home", home_s.as_str()],
+        vec![
+            "reset",
+            "--home",
+            home_s.as_str(),
+            "--yes-delete-chain-data",
+        ],
+    ] {
+        let output = crate::harness::tally()
+            .args(&args)
+            .output()
+            .expect("run reset");
+        assert!(!output.status.success(), "{args:?} succeeded");
+    }
+    assert!(home.join("data/store").exists());
+
     // The load generator funds its senders, commits everything it sends,
     // and reports it.
     let report = dir.path().join("bench.json");
