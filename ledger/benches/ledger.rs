@@ -1,6 +1,8 @@
 //! Hot paths of the ledger: `cargo bench -p tally-ledger --bench ledger`.
 //! Results and the machine they ran on go to docs/BENCHMARKS.md.
 
+use std::sync::Arc;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tally_ledger::{
     Address, ExecParams, GenesisState, Hash, Mempool, MempoolConfig, Proposal, SecretKey, Store,
@@ -147,6 +149,8 @@ fn blocks(c: &mut Criterion) {
                 .0
                 .block
         };
+        // As the mempool holds them: shared, not copied per block.
+        let pooled: Vec<Arc<VerifiedTransaction>> = txs.iter().cloned().map(Arc::new).collect();
         group.bench_function(format!("verify_and_commit_{n}"), |b| {
             b.iter_batched(
                 || {
@@ -156,9 +160,9 @@ fn blocks(c: &mut Criterion) {
                 },
                 |(dir, store, block)| {
                     // Senders reused as if recovered at mempool admission.
-                    let mut cached = txs.iter();
+                    let mut cached = pooled.iter();
                     let executed = verify_block(&store, &params(), block, |_| {
-                        Ok(cached.next().expect("one per tx").clone())
+                        Ok(Arc::clone(cached.next().expect("one per tx")))
                     })
                     .expect("valid");
                     store.commit(executed).expect("commit");

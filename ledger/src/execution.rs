@@ -7,6 +7,7 @@
 //! supply.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeUpdateBatch;
@@ -266,14 +267,15 @@ pub fn build_block<'a>(
 /// Who proposed it, when, and whether its commit certificate is valid are
 /// consensus questions, checked by the node.
 ///
-/// `verify_tx` turns each transaction into a verified one; pass
-/// [`SignedTransaction::verify`] or a lookup that reuses senders recovered
-/// earlier (at mempool admission) and falls back to verifying.
+/// `verify_tx` turns each transaction into a verified one, shared rather
+/// than copied; pass [`SignedTransaction::verify`] or a lookup that reuses
+/// the mempool's transactions (senders recovered at admission) and falls
+/// back to verifying. It is called once per transaction, in block order.
 pub fn verify_block(
     store: &Store,
     params: &ExecParams,
     block: Block,
-    mut verify_tx: impl FnMut(&SignedTransaction) -> Result<VerifiedTransaction, TxError>,
+    mut verify_tx: impl FnMut(&SignedTransaction) -> Result<Arc<VerifiedTransaction>, TxError>,
 ) -> Result<ExecutedBlock, BlockError> {
     let tip = store.tip()?;
     let header = &block.header;

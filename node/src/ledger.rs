@@ -60,8 +60,9 @@ enum Command {
     },
     Verify {
         block: Block,
-        /// Transactions of the block already verified here (by hash).
-        known: HashMap<Hash, Arc<VerifiedTransaction>>,
+        /// For each transaction of the block, in order, the mempool's
+        /// verified copy if it holds one.
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
         reply: oneshot::Sender<Result<(), LedgerError>>,
     },
     CommitDecided {
@@ -120,7 +121,7 @@ impl LedgerHandle {
     pub async fn verify(
         &self,
         block: Block,
-        known: HashMap<Hash, Arc<VerifiedTransaction>>,
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<(), LedgerError> {
         self.call(|reply| Command::Verify {
             block,
@@ -172,7 +173,7 @@ pub fn spawn(
     store: Arc<Store>,
     params: ChainParams,
     blocks: broadcast::Sender<Arc<NewBlock>>,
-    mempool_committed: mpsc::UnboundedSender<(Vec<Hash>, Vec<Address>)>,
+    mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
@@ -203,16 +204,6 @@ pub fn spawn(
     Ok((LedgerHandle { commands: tx }, join))
 }
 
-/// Verifies transactions on every core; those that fail are left out (the
-/// caller verifies them again to get the error).
-fn recover_all(txs: &[&SignedTransaction]) -> HashMap<Hash, VerifiedTransaction> {
-    par_map(txs, |tx| (*tx).clone().verify().ok())
-        .into_iter()
-        .flatten()
-        .map(|tx| (tx.hash(), tx))
-        .collect()
-}
-
 struct Actor {
     store: Arc<Store>,
     params: ChainParams,
@@ -221,7 +212,7 @@ struct Actor {
     /// Time of the latest committed block (genesis time before block 1).
     last_time: u64,
     blocks: broadcast::Sender<Arc<NewBlock>>,
-    mempool_committed: mpsc::UnboundedSender<(Vec<Hash>, Vec<Address>)>,
+    mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
 }
 
 impl Actor {
@@ -240,7 +231,7 @@ impl Actor {
                     known,
                     reply,
                 } => {
-                    let _ = reply.send(self.verify(block, &known));
+                    let _ = reply.send(self.verify(block, known));
                 }
                 Command::CommitDecided {
                     hash,
@@ -358,7 +349,7 @@ impl Actor {
     fn verify(
         &mut self,
         block: Block,
-        known: &HashMap<Hash, Arc<VerifiedTransaction>>,
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<(), LedgerError> {
         let hash = block.hash();
         if self.executed.contains_key(&hash) {
@@ -371,28 +362,35 @@ impl Actor {
         Ok(())
     }
 
+    /// Re-executes `block`. `known[i]`, when present, is transaction `i`
+    /// already verified (by the mempool); the others are recovered on every
+    /// core first, so execution itself only takes each one in turn.
     fn execute(
         &self,
         block: Block,
-        known: &HashMap<Hash, Arc<VerifiedTransaction>>,
+        mut known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<ExecutedBlock, LedgerError> {
-        // Recover the senders this node has not seen yet on every core
-        // first; the sequential execution below then only looks them up.
-        let unseen: Vec<&SignedTransaction> = block
-            .txs
-            .iter()
-            .filter(|tx| known.get(&tx.hash()).is_none_or(|k| k.signed() != *tx))
+        known.resize(block.txs.len(), None);
+        let unseen: Vec<usize> = (0..block.txs.len())
+            .filter(|&i| {
+                known[i]
+                    .as_ref()
+                    .is_none_or(|k| k.signed() != &block.txs[i])
+            })
             .collect();
-        let mut recovered = recover_all(&unseen);
-        let reuse = |signed: &SignedTransaction| -> Result<VerifiedTransaction, TxError> {
-            let hash = signed.hash();
-            match (known.get(&hash), recovered.remove(&hash)) {
-                (Some(tx), _) if tx.signed() == signed => Ok(tx.as_ref().clone()),
-                (_, Some(tx)) if tx.signed() == signed => Ok(tx),
-                _ => signed.clone().verify(),
+        let recovered = par_map(&unseen, |&i| block.txs[i].clone().verify().ok());
+        for (i, tx) in unseen.into_iter().zip(recovered) {
+            known[i] = tx.map(Arc::new);
+        }
+        let mut prepared = known.into_iter();
+        let take = |signed: &SignedTransaction| -> Result<Arc<VerifiedTransaction>, TxError> {
+            match prepared.next().flatten() {
+                Some(tx) if tx.signed() == signed => Ok(tx),
+                // Failed to recover above: verify again for the error.
+                _ => signed.clone().verify().map(Arc::new),
             }
         };
-        Ok(verify_block(&self.store, &self.params.exec, block, reuse)?)
+        Ok(verify_block(&self.store, &self.params.exec, block, take)?)
     }
 
     fn commit_decided(&mut self, hash: Hash, commit: Commit) -> Result<ChainTip, LedgerError> {
@@ -445,22 +443,23 @@ impl Actor {
         }
         let executed = match self.executed.remove(&hash) {
             Some(executed) => executed,
-            None => self.execute(block, &HashMap::new())?,
+            None => self.execute(block, Vec::new())?,
         };
         self.commit(executed, &commit)
     }
 
     fn commit(
         &mut self,
-        executed: ExecutedBlock,
+        mut executed: ExecutedBlock,
         commit: &Commit,
     ) -> Result<ChainTip, LedgerError> {
-        let header = executed.block.header.clone();
-        let tx_hashes = executed.tx_hashes.clone();
-        let senders = executed.senders.clone();
+        let time = executed.block.header.time;
+        // The store writes the hashes (indexes) but not the senders.
+        let tx_hashes = Arc::new(executed.tx_hashes.clone());
+        let senders = std::mem::take(&mut executed.senders);
         let tip = self.store.commit_with(executed, Some(commit))?;
         self.executed.clear();
-        self.last_time = header.time;
+        self.last_time = time;
         info!(
             height = tip.height,
             hash = %tip.hash,
@@ -468,10 +467,9 @@ impl Actor {
             round = commit.round,
             "committed block"
         );
-        let tx_hashes = Arc::new(tx_hashes);
         if self
             .mempool_committed
-            .send((tx_hashes.as_ref().clone(), senders))
+            .send((tx_hashes.clone(), senders))
             .is_err()
         {
             warn!("the mempool has stopped; committed transactions stay in it");
@@ -479,7 +477,7 @@ impl Actor {
         let _ = self.blocks.send(Arc::new(NewBlock {
             height: tip.height,
             hash: tip.hash,
-            time: header.time,
+            time,
             state_root: tip.state_root,
             tx_hashes,
         }));

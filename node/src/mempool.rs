@@ -2,7 +2,6 @@
 //! and gossip), hands candidates to the block builder, forgets what blocks
 //! commit, and gossips locally submitted transactions in batches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ enum Command {
     },
     GetMany {
         hashes: Vec<Hash>,
-        reply: oneshot::Sender<HashMap<Hash, Arc<VerifiedTransaction>>>,
+        reply: oneshot::Sender<Vec<Option<Arc<VerifiedTransaction>>>>,
     },
     Remove {
         hashes: Vec<Hash>,
@@ -94,11 +93,11 @@ impl MempoolHandle {
         self.call(|reply| Command::Get { hash, reply }).await
     }
 
-    /// The transactions among `hashes` held here (already verified).
+    /// For each of `hashes`, the transaction if held here (verified).
     pub async fn get_many(
         &self,
         hashes: Vec<Hash>,
-    ) -> Result<HashMap<Hash, Arc<VerifiedTransaction>>, Stopped> {
+    ) -> Result<Vec<Option<Arc<VerifiedTransaction>>>, Stopped> {
         self.call(|reply| Command::GetMany { hashes, reply }).await
     }
 
@@ -122,7 +121,7 @@ pub fn spawn(
     min_fee: u128,
     store: Arc<Store>,
     network: tally_p2p::Handle,
-    committed: mpsc::UnboundedReceiver<(Vec<Hash>, Vec<Address>)>,
+    committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
     tx_arrived: Arc<Notify>,
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
@@ -159,7 +158,7 @@ impl Actor {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut committed: mpsc::UnboundedReceiver<(Vec<Hash>, Vec<Address>)>,
+        mut committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
     ) -> anyhow::Result<()> {
         let mut flush = tokio::time::interval(self.batch_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,10 +220,7 @@ impl Actor {
                 let _ = reply.send(self.pool.get(&hash));
             }
             Command::GetMany { hashes, reply } => {
-                let found = hashes
-                    .into_iter()
-                    .filter_map(|hash| self.pool.get(&hash).map(|tx| (hash, tx)))
-                    .collect();
+                let found = hashes.iter().map(|hash| self.pool.get(hash)).collect();
                 let _ = reply.send(found);
             }
             Command::Remove { hashes } => {

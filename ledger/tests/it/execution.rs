@@ -1,5 +1,7 @@
 //! Building and verifying blocks against a real store.
 
+use std::sync::Arc;
+
 use tally_ledger::{
     BlockError, Hash, StateReader, TxError, build_block, merkle_root, verify_block,
 };
@@ -96,7 +98,7 @@ fn verify_accepts_what_build_built_and_reaches_the_same_root() {
         build_block(&builder, &params(), proposal(key(0).address()), &txs).expect("build");
     let block = built.block.clone();
     let verified = verify_block(&verifier, &params(), block.clone(), |tx| {
-        tx.clone().verify()
+        tx.clone().verify().map(Arc::new)
     })
     .expect("valid");
     assert_eq!(verified.senders, built.senders);
@@ -117,7 +119,11 @@ fn verify_rejects_bad_blocks() {
     let txs = [transfer(&alice, 0, bob, 10)];
     let (built, _) = build_block(&store, &params(), proposal(bob), &txs).expect("build");
     let good = built.block;
-    let check = |block| verify_block(&store, &params(), block, |tx| tx.clone().verify());
+    let check = |block| {
+        verify_block(&store, &params(), block, |tx| {
+            tx.clone().verify().map(Arc::new)
+        })
+    };
 
     let mut b = good.clone();
     b.header.state_root = Hash([1; 32]);

@@ -2,6 +2,8 @@
 //! the same signed transfers: blocks built by one are verified and committed
 //! by the other, and both end in the same state.
 
+use std::sync::Arc;
+
 use tally_genesis::{DEV_BALANCE, dev_genesis, dev_keys};
 use tally_ledger::{
     Mempool, MempoolConfig, Proposal, SecretKey, StateReader, Store, Transaction, build_block,
@@ -65,8 +67,8 @@ fn proposer_and_verifier_agree_over_many_blocks() {
         // The verifier reuses the senders its own mempool recovered.
         let verified = verify_block(&verifier, &params, block, |tx| {
             match pool_b.get(&tx.hash()) {
-                Some(known) => Ok((*known).clone()),
-                None => tx.clone().verify(),
+                Some(known) => Ok(known),
+                None => tx.clone().verify().map(Arc::new),
             }
         })
         .expect("the verifier accepts the proposer's block");
