@@ -1,22 +1,14 @@
 //! The shared test vectors, made with independent implementations (eth-keys,
 //! libsecp256k1): Tally's crypto must reproduce every byte.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use tally_ledger::{Address, Hash, SecretKey, Signature, keccak256};
 
 fn vectors() -> Value {
-    // The shared folder sits beside the checkout; TALLY_VECTORS overrides.
-    let path = std::env::var_os("TALLY_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/vectors/secp256k1-keccak.json")
-        });
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("test vectors at {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("vectors are JSON")
+    // A copy kept in the repository (tests/vectors, with its README saying
+    // where it came from), so a fresh clone needs nothing beside it.
+    let text = include_str!("../vectors/secp256k1-keccak.json");
+    serde_json::from_str(text).expect("vectors are JSON")
 }
 
 fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
