@@ -4,6 +4,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Hash, Signature, keccak256, keccak256_concat};
+use crate::error::BlockError;
 use crate::tx::SignedTransaction;
 
 /// Domain tags of the binary Merkle tree: a leaf can never be read as an inner
@@ -111,5 +112,30 @@ impl Block {
     /// Decodes untrusted bytes; an error (never a panic) on anything malformed.
     pub fn decode(bytes: &[u8]) -> Result<Block, borsh::io::Error> {
         borsh::from_slice(bytes)
+    }
+
+    /// Checks that the body is the one the header commits to: the
+    /// transactions hash to `tx_root` and the certificate to
+    /// `last_commit_hash`. The block hash covers only the header, so without
+    /// this check anyone could pair a signed header with another body.
+    /// Costs one keccak256 per transaction, no signature work; returns the
+    /// transaction ids.
+    pub fn check_body(&self) -> Result<Vec<Hash>, BlockError> {
+        let computed = last_commit_hash(self.last_commit.as_ref());
+        if self.header.last_commit_hash != computed {
+            return Err(BlockError::WrongLastCommitHash {
+                computed,
+                got: self.header.last_commit_hash,
+            });
+        }
+        let tx_hashes: Vec<Hash> = self.txs.iter().map(SignedTransaction::hash).collect();
+        let computed = merkle_root(&tx_hashes);
+        if self.header.tx_root != computed {
+            return Err(BlockError::WrongTxRoot {
+                computed,
+                got: self.header.tx_root,
+            });
+        }
+        Ok(tx_hashes)
     }
 }

@@ -74,7 +74,13 @@ pub struct P2pConfig {
     pub listen: Vec<String>,
     pub external: Vec<String>,
     pub bootstrap: Vec<String>,
-    pub max_connections: u32,
+    /// Inbound peer connections (bootstrap peers are not counted).
+    #[serde(alias = "max_connections")]
+    pub max_inbound: u32,
+    /// Outbound peer connections (bootstrap peers are not counted).
+    pub max_outbound: u32,
+    /// Inbound peer connections from one IP address.
+    pub max_inbound_per_ip: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,7 +143,9 @@ impl Default for P2pConfig {
             listen: vec!["/ip4/0.0.0.0/tcp/26656".into()],
             external: Vec::new(),
             bootstrap: Vec::new(),
-            max_connections: 64,
+            max_inbound: 48,
+            max_outbound: 16,
+            max_inbound_per_ip: 8,
         }
     }
 }
@@ -254,8 +262,13 @@ external = {external}
 # Peers dialled at start and redialled when they drop:
 # "/ip4/<ip>/tcp/<port>/p2p/<peer id>" (`tally keys peer-id --home <home>` prints a node's id).
 bootstrap = {bootstrap}
-# Most established peer connections.
-max_connections = {max_connections}
+# Most inbound and outbound peer connections, and inbound ones from one IP
+# address. Bootstrap peers are reserved: never counted, never refused, so a
+# validator always reaches the validators it lists even when strangers hold
+# every other slot.
+max_inbound = {max_inbound}
+max_outbound = {max_outbound}
+max_inbound_per_ip = {max_inbound_per_ip}
 
 [rpc]
 # Serve JSON-RPC (HTTP and WebSocket on the same port).
@@ -305,7 +318,9 @@ filter = {filter}
             listen = list(&p.listen),
             external = list(&p.external),
             bootstrap = list(&p.bootstrap),
-            max_connections = p.max_connections,
+            max_inbound = p.max_inbound,
+            max_outbound = p.max_outbound,
+            max_inbound_per_ip = p.max_inbound_per_ip,
             rpc_enabled = r.enabled,
             rpc_listen = r.listen,
             max_request_body_bytes = r.max_request_body_bytes,

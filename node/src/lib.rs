@@ -2,19 +2,13 @@
 //! ledger, mempool, block sync, network router, JSON-RPC server), wired by
 //! channels in [`node::Node::start`], and the CLI's building blocks.
 
-pub mod bench;
+pub mod actors;
 pub mod chain;
+pub mod cli;
 pub mod config;
-pub mod consensus;
-pub mod homes;
-pub mod ledger;
-pub mod localnet;
-pub mod mempool;
-pub mod network;
 pub mod node;
 pub mod rpc;
 pub mod signing;
-pub mod sync;
 pub mod wire;
 
 /// Milliseconds since the Unix epoch.

@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 use tally_genesis::{ConsensusParams, Genesis, dev_keys};
 use tally_ledger::{Address, Hash, SecretKey, Transaction};
+use tally_node::cli::homes::{self, Ports};
+use tally_node::cli::localnet;
 use tally_node::config::{Config, Home, LogFormat};
-use tally_node::homes::{self, Ports};
-use tally_node::localnet;
 use tally_node::node::{Node, shutdown_signal};
 use tally_rpc::TallyApiClient;
 
@@ -50,6 +50,11 @@ enum Command {
         /// Override p2p.listen.
         #[arg(long)]
         p2p_listen: Option<String>,
+        /// The signing state (data/signing_state.bin) is lost: start this
+        /// validator anyway, signing nothing below the store's tip plus 100
+        /// heights. Only when the file is really gone: see docs/OPERATIONS.md.
+        #[arg(long)]
+        signing_state_lost: bool,
     },
     /// A one-validator chain in a temporary directory with funded dev accounts.
     Dev {
@@ -192,8 +197,8 @@ struct BenchArgs {
 }
 
 impl BenchArgs {
-    fn config(&self) -> tally_node::bench::BenchConfig {
-        tally_node::bench::BenchConfig {
+    fn config(&self) -> tally_node::cli::bench::BenchConfig {
+        tally_node::cli::bench::BenchConfig {
             endpoints: self.endpoints.clone(),
             senders: self.senders,
             txs: self.txs,
@@ -361,6 +366,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             home,
             rpc_listen,
             p2p_listen,
+            signing_state_lost,
         } => {
             let home = Home::new(home);
             tally_node::node::check_home(&home)?;
@@ -372,7 +378,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(addr) = p2p_listen {
                 config.p2p.listen = vec![addr];
             }
-            let node = Node::start(&home, &config).await?;
+            let options = tally_node::node::StartOptions { signing_state_lost };
+            let node = Node::start_with(&home, &config, options).await?;
             node.run_until(shutdown_signal()).await?;
         }
         Command::Dev {
@@ -576,8 +583,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
         },
         Command::Bench(args) => {
-            let report = tally_node::bench::run(args.config()).await?;
-            tally_node::bench::print(&report);
+            let report = tally_node::cli::bench::run(args.config()).await?;
+            tally_node::cli::bench::print(&report);
             if let Some(out) = args.out {
                 std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
                     .with_context(|| format!("writing {}", out.display()))?;

@@ -16,12 +16,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::actors::ledger::ChainParams;
+use crate::actors::{consensus, ledger, mempool, network, sync};
 use crate::chain::{
     Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set, validators_hash,
 };
 use crate::config::{Config, Home};
-use crate::ledger::ChainParams;
-use crate::{consensus, ledger, mempool, network, rpc, signing, sync};
+use crate::{rpc, signing};
 
 /// A running node.
 #[derive(Debug)]
@@ -42,9 +43,31 @@ fn parse_addrs(what: &str, addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
         .collect()
 }
 
+/// A validator whose signing state is lost signs nothing below its store's
+/// tip plus this many heights (with [`StartOptions::signing_state_lost`]).
+pub const SIGNING_MARGIN: u64 = 100;
+
+/// What `tally start` can change for one run only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartOptions {
+    /// The operator says the signing state is lost (`--signing-state-lost`):
+    /// start a validator whose store holds blocks but which has no signing
+    /// state, signing nothing below the tip plus [`SIGNING_MARGIN`].
+    pub signing_state_lost: bool,
+}
+
 impl Node {
     /// Starts every part of the node in `home` with `config`.
     pub async fn start(home: &Home, config: &Config) -> anyhow::Result<Node> {
+        Self::start_with(home, config, StartOptions::default()).await
+    }
+
+    /// [`Node::start`] with one-run options.
+    pub async fn start_with(
+        home: &Home,
+        config: &Config,
+        options: StartOptions,
+    ) -> anyhow::Result<Node> {
         let genesis = Genesis::load(&home.genesis_file())
             .with_context(|| format!("loading the genesis of {}", home.root.display()))?;
         let genesis_hash = genesis.hash();
@@ -89,7 +112,9 @@ impl Node {
             // A proposal carries its whole block.
             max_message_bytes: params.max_block_bytes as usize + 256 * 1024,
             max_response_bytes: 16 * 1024 * 1024,
-            max_connections: config.p2p.max_connections,
+            max_inbound: config.p2p.max_inbound,
+            max_outbound: config.p2p.max_outbound,
+            max_inbound_per_ip: config.p2p.max_inbound_per_ip,
             ..tally_p2p::Config::default()
         };
         let (network, net_events) = tally_p2p::spawn(p2p_config)
@@ -102,6 +127,7 @@ impl Node {
         let (blocks_tx, _) = broadcast::channel(1024);
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let tx_arrived = Arc::new(tokio::sync::Notify::new());
+        let seen_txs = Arc::new(network::SeenTxs::default());
         let (mempool, mempool_task) = mempool::spawn(
             &config.mempool,
             genesis.chain_id,
@@ -110,6 +136,7 @@ impl Node {
             network.clone(),
             committed_rx,
             tx_arrived.clone(),
+            seen_txs.clone(),
         );
         let chain = ChainParams {
             exec: genesis.exec_params(),
@@ -124,12 +151,17 @@ impl Node {
         let signer = key.map(|k| {
             Box::new(ValidatorSigner::new(k)) as Box<dyn tally_consensus::Signer<Secp256k1> + Send>
         });
-        let machine = match signing_path
-            .as_deref()
-            .map(signing::load)
-            .transpose()?
-            .flatten()
-        {
+        let restored = match &signing_path {
+            Some(path) => match signing::load(path)? {
+                Some(state) => Some(state),
+                None if tip.height > 0 && validator.is_some_and(|v| genesis_set.contains(&v)) => {
+                    Some(lost_signing_state(path, tip.height, options)?)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let machine = match restored {
             Some(state) => {
                 info!(
                     height = state.height,
@@ -141,8 +173,15 @@ impl Node {
             None => Consensus::new(consensus_config(&genesis), Secp256k1, signer),
         };
         let (consensus_tx, consensus_rx) = mpsc::channel(4096);
+        let consensus_queue = network::ConsensusQueue {
+            sender: consensus_tx,
+            queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        };
         let stall_after = Duration::from_millis(
-            params.timeout_propose_ms + params.timeout_prevote_ms + params.timeout_precommit_ms,
+            params
+                .timeout_propose_ms
+                .saturating_add(params.timeout_prevote_ms)
+                .saturating_add(params.timeout_precommit_ms),
         )
         .max(Duration::from_millis(500));
         let consensus_task = consensus::spawn(
@@ -163,6 +202,7 @@ impl Node {
                 ledger: ledger.clone(),
                 mempool: mempool.clone(),
                 inbox: consensus_rx,
+                inbox_bytes: consensus_queue.queued.clone(),
                 new_blocks: blocks_tx.subscribe(),
                 tx_arrived,
                 tip,
@@ -188,9 +228,14 @@ impl Node {
         let router_task = network::spawn(
             net_events,
             network.clone(),
-            consensus_tx,
+            consensus_queue,
             mempool.clone(),
             requests_tx,
+            network::TxRules {
+                chain_id: genesis.chain_id,
+                min_fee: params.min_fee,
+                seen: seen_txs,
+            },
         );
 
         let (rpc_addr, rpc) = if config.rpc.enabled {
@@ -270,6 +315,38 @@ impl Node {
         }
         let _ = self.network.shutdown().await;
     }
+}
+
+/// A validator with blocks in its store but no signing state may have signed
+/// at heights it no longer knows of (a lost file, a home copied without it,
+/// a store restored from a backup): starting as if it never signed could
+/// double-sign. Refuse, unless the operator says the state is lost; then
+/// write a state that signs nothing below `tip + SIGNING_MARGIN`, so a
+/// restart keeps the guard.
+fn lost_signing_state(
+    path: &std::path::Path,
+    tip: u64,
+    options: StartOptions,
+) -> anyhow::Result<signing::SigningState> {
+    if !options.signing_state_lost {
+        bail!(
+            "the store holds blocks up to height {tip} but there is no signing state at {}: \
+             this validator may have signed at heights it no longer knows of, and starting \
+             would risk signing twice. Restore the file, or start once with \
+             --signing-state-lost to sign nothing below height {}",
+            path.display(),
+            tip + SIGNING_MARGIN
+        );
+    }
+    let mut state = signing::SigningState::empty();
+    state.height = tip + SIGNING_MARGIN;
+    signing::save(path, &state)?;
+    warn!(
+        tip,
+        resume = state.height,
+        "signing state lost: this validator signs nothing below the resume height"
+    );
+    Ok(state)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

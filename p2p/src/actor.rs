@@ -153,6 +153,9 @@ pub(crate) async fn spawn(config: Config) -> Result<(Handle, mpsc::Receiver<Even
         }
         let addr = without_peer_id(addr);
         let _ = swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        // Reserved: no connection limit ever keeps a configured peer out.
+        swarm.behaviour_mut().limits.bypass_peer_id(&peer);
+        swarm.behaviour_mut().ip_limit.reserve(peer);
         persistent.insert(
             peer,
             Redial {

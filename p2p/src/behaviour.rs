@@ -16,7 +16,7 @@ use libp2p::{
 };
 use sha3::{Digest, Keccak256};
 
-use crate::{Config, Error, codec::BytesCodec, topic::chain_prefix};
+use crate::{Config, Error, codec::BytesCodec, ip_limit::IpLimit, topic::chain_prefix};
 
 /// Score below which gossipsub ignores a peer and the actor bans it.
 pub(crate) const GRAYLIST_THRESHOLD: f64 = -80.0;
@@ -26,6 +26,7 @@ pub(crate) struct Behaviour {
     // Limits and the block list come first so that they refuse a connection
     // before any other behaviour sees it.
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) ip_limit: IpLimit,
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) block_sync: request_response::Behaviour<BytesCodec>,
@@ -70,12 +71,16 @@ pub(crate) fn build(
 ) -> Result<Behaviour, Error> {
     let local = key.public().to_peer_id();
 
+    // Inbound and outbound are counted apart, so inbound connections from
+    // strangers never use the slots this node dials its peers with; the
+    // reserved (bootstrap) peers bypass both (see `actor::spawn`).
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(config.max_connections))
+            .with_max_established_incoming(Some(config.max_inbound))
+            .with_max_established_outgoing(Some(config.max_outbound))
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
-            .with_max_pending_incoming(Some(config.max_connections))
-            .with_max_pending_outgoing(Some(config.max_connections)),
+            .with_max_pending_incoming(Some(config.max_inbound))
+            .with_max_pending_outgoing(Some(config.max_outbound)),
     );
 
     // Mesh sizes are the gossipsub defaults (D=6, D_lo=4, D_hi=12): with 4
@@ -140,6 +145,7 @@ pub(crate) fn build(
 
     Ok(Behaviour {
         limits,
+        ip_limit: IpLimit::new(config.max_inbound_per_ip),
         blocked: allow_block_list::Behaviour::default(),
         gossipsub,
         block_sync,

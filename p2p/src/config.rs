@@ -42,8 +42,14 @@ pub struct Config {
     /// Outbound requests in flight to one peer, and inbound requests from
     /// one peer awaiting an answer; beyond that requests are refused.
     pub max_inflight_requests_per_peer: usize,
-    /// Established connections in total.
-    pub max_connections: u32,
+    /// Established inbound connections, not counting reserved peers (the
+    /// bootstrap peers: they bypass every connection limit).
+    pub max_inbound: u32,
+    /// Established outbound connections, not counting reserved peers.
+    pub max_outbound: u32,
+    /// Established inbound connections from one IP address, not counting
+    /// reserved peers.
+    pub max_inbound_per_ip: u32,
     /// Established connections to one peer (2 lets simultaneous dials from
     /// both sides succeed).
     pub max_connections_per_peer: u32,
@@ -86,7 +92,9 @@ impl Default for Config {
             max_response_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_inflight_requests_per_peer: 8,
-            max_connections: 128,
+            max_inbound: 96,
+            max_outbound: 32,
+            max_inbound_per_ip: 8,
             max_connections_per_peer: 2,
             event_capacity: 4096,
             heartbeat_interval: Duration::from_millis(700),

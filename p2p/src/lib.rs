@@ -20,11 +20,13 @@ mod codec;
 mod config;
 mod error;
 mod ingress;
+mod ip_limit;
 mod topic;
 
 pub use config::{Config, load_or_create_key};
 pub use error::{Error, RequestError};
 pub use ingress::{Event, Handle, PeerInfo, RequestId, Stats, Verdict};
+pub use ip_limit::ip_of;
 pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair};
 pub use topic::Topic;
 

@@ -7,18 +7,15 @@ pub enum Topic {
     Txs,
     /// Proposals and votes.
     Consensus,
-    /// Announcements of newly committed blocks.
-    Blocks,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Txs, Topic::Consensus, Topic::Blocks];
+    pub const ALL: [Topic; 2] = [Topic::Txs, Topic::Consensus];
 
     fn name(self) -> &'static str {
         match self {
             Topic::Txs => "txs",
             Topic::Consensus => "consensus",
-            Topic::Blocks => "blocks",
         }
     }
 

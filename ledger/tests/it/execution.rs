@@ -204,3 +204,43 @@ fn empty_blocks_keep_the_state_root_and_the_chain_going() {
         .expect("a block after empty ones commits");
     assert_eq!(store.tip().expect("tip").height, 4);
 }
+
+#[test]
+fn a_body_swapped_under_a_header_is_caught_without_signature_work() {
+    let (_dir, store) = store(2);
+    let (alice, bob) = (key(0), key(1).address());
+    let txs = [transfer(&alice, 0, bob, 5), transfer(&alice, 1, bob, 6)];
+    let (executed, _) = build_block(&store, &params(), proposal(bob), &txs).expect("build");
+    let block = executed.block;
+    let ids = block
+        .check_body()
+        .expect("the built body matches its header");
+    assert_eq!(ids, vec![txs[0].hash(), txs[1].hash()]);
+
+    // Same header (so the same block hash), other transactions.
+    let mut emptied = block.clone();
+    emptied.txs.clear();
+    assert_eq!(emptied.hash(), block.hash());
+    assert!(matches!(
+        emptied.check_body(),
+        Err(BlockError::WrongTxRoot { .. })
+    ));
+    let mut reordered = block.clone();
+    reordered.txs.reverse();
+    assert!(matches!(
+        reordered.check_body(),
+        Err(BlockError::WrongTxRoot { .. })
+    ));
+    // Same header, a certificate it does not commit to.
+    let mut recertified = block.clone();
+    recertified.last_commit = Some(tally_ledger::Commit {
+        height: 0,
+        round: 0,
+        block_hash: Hash::ZERO,
+        signatures: Vec::new(),
+    });
+    assert!(matches!(
+        recertified.check_body(),
+        Err(BlockError::WrongLastCommitHash { .. })
+    ));
+}

@@ -247,3 +247,56 @@ async fn dev_chain_commits_transfers_and_rejects_bad_input() {
         "{report}"
     );
 }
+
+/// A validator whose store holds blocks but whose signing state is gone
+/// may have signed at heights it no longer knows of: it refuses to start
+/// unless the operator says the state is lost, and then it writes a guard
+/// that signs nothing below the tip plus a margin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_validator_that_lost_its_signing_state_refuses_to_start_unless_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("net");
+    crate::harness::run(&[
+        "testnet",
+        "--validators",
+        "1",
+        "--out",
+        &out.display().to_string(),
+        "--free-ports",
+    ]);
+    let home = out.join("node0");
+    let state_file = home.join("data/signing_state.bin");
+    let mut node = NodeProc::start("node0", &home, &[]);
+    let rpc = client(&node.rpc_url().await);
+    wait_height(&rpc, 3, Duration::from_secs(60)).await;
+    node.kill9();
+    std::fs::remove_file(&state_file).expect("the signing state exists");
+
+    node.restart();
+    let status = node
+        .wait_exit(Duration::from_secs(30))
+        .expect("the node refuses to start");
+    assert!(!status.success());
+    let log = node.log_text();
+    assert!(
+        log.contains("no signing state") && log.contains("--signing-state-lost"),
+        "the refusal does not say what to do: {log}"
+    );
+    assert!(!state_file.exists());
+
+    let mut told = NodeProc::start("node0-told", &home, &["--signing-state-lost"]);
+    let rpc = client(&told.rpc_url().await);
+    let tip = crate::harness::height(&rpc).await.expect("answers");
+    let state = tally_node::signing::load(&state_file)
+        .expect("readable")
+        .expect("a guard was written before anything else");
+    assert!(
+        state.height >= tip + tally_node::node::SIGNING_MARGIN,
+        "guard at {} with the tip at {tip}",
+        state.height
+    );
+    // It signs nothing below the guard: a lone validator's chain stands still.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(crate::harness::height(&rpc).await, Some(tip));
+    told.kill9();
+}

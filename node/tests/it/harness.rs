@@ -2,15 +2,28 @@
 //! directory, logs in files (scanned by the tests, printed on failure),
 //! every process killed and every directory removed when dropped.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
-use tally_ledger::{Address, SecretKey, SignedTransaction, Transaction};
+use tally_genesis::dev_keys;
+use tally_ledger::{Address, Hash, SecretKey, SignedTransaction, Transaction, TxLocation};
+use tally_node::config::{Config, Home};
 use tally_rpc::TallyApiClient;
+use tokio::sync::Mutex;
+
+/// Tests that run several nodes take this, so that two of them never share
+/// the two cores (their timing assertions compare rates within one run).
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::const_new(());
+    HEAVY.lock().await
+}
 
 pub fn tally() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -90,6 +103,36 @@ impl NodeProc {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident and peak resident memory in bytes (`VmRSS`, `VmHWM`).
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
     }
 
     pub fn log_text(&self) -> String {
@@ -182,4 +225,110 @@ pub fn transfer(
 
 pub fn raw(tx: &SignedTransaction) -> String {
     format!("0x{}", hex::encode(tx.encode()))
+}
+
+pub fn rpc_url(home: &Path) -> String {
+    let config = Config::load(&Home::new(home).config_file()).expect("config");
+    format!("http://{}", config.rpc.listen)
+}
+
+/// Block hashes of heights `1..=to` as `client` has them.
+pub async fn hashes(client: &HttpClient, to: u64) -> Vec<Hash> {
+    let mut out = Vec::with_capacity(to as usize);
+    for h in 1..=to {
+        let block = client
+            .get_block_by_height(h)
+            .await
+            .expect("rpc")
+            .unwrap_or_else(|| panic!("block {h} missing"));
+        out.push(block.hash);
+    }
+    out
+}
+
+/// Every node has the same block at every height up to the lowest tip.
+pub async fn assert_agreement(clients: &[HttpClient]) -> Vec<Hash> {
+    let mut tips = Vec::new();
+    for c in clients {
+        tips.push(height(c).await.expect("node answers"));
+    }
+    let common = *tips.iter().min().expect("nodes");
+    let reference = hashes(&clients[0], common).await;
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        assert_eq!(hashes(c, common).await, reference, "node{i} disagrees");
+    }
+    reference
+}
+
+/// Submits transfers from the dev accounts round-robin over the nodes
+/// until stopped, and remembers what was accepted.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<Mutex<Vec<Hash>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(urls: Vec<String>, chain_id: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            let clients: Vec<HttpClient> = urls.iter().map(|u| client(u)).collect();
+            let keys = dev_keys();
+            let senders = &keys[..8];
+            let sink = Address([0x42; 20]);
+            let mut nonces: HashMap<Address, u64> = HashMap::new();
+            let mut round = 0usize;
+            while !stop2.load(Ordering::Relaxed) {
+                round += 1;
+                for (i, key) in senders.iter().enumerate() {
+                    let node = &clients[(round + i) % clients.len()];
+                    // Every few rounds take the chain's nonce again: a node
+                    // killed with our transactions in its mempool lost them.
+                    if round % 10 == 1 || !nonces.contains_key(&key.address()) {
+                        if let Ok(account) = node.get_account(key.address().to_string()).await {
+                            nonces.insert(key.address(), account.nonce);
+                        }
+                    }
+                    let Some(nonce) = nonces.get(&key.address()).copied() else {
+                        continue;
+                    };
+                    let tx = transfer(key, chain_id, nonce, sink, round as u128);
+                    if let Ok(hash) = node.send_raw_transaction(raw(&tx)).await {
+                        nonces.insert(key.address(), nonce + 1);
+                        accepted2.lock().await.push(hash);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Load {
+            stop,
+            accepted,
+            task,
+        }
+    }
+
+    pub async fn finish(self) -> Vec<Hash> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.accepted.lock().await.clone()
+    }
+}
+
+/// Which of `hashes` are committed, and where, according to `client`.
+pub async fn committed(client: &HttpClient, hashes: &[Hash]) -> BTreeMap<Hash, TxLocation> {
+    let mut out = BTreeMap::new();
+    for hash in hashes {
+        if let Some(location) = client
+            .get_transaction(hash.to_string())
+            .await
+            .expect("rpc")
+            .location()
+        {
+            out.insert(*hash, location);
+        }
+    }
+    out
 }

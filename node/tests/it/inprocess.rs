@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use tally_ledger::{Address, Block, Commit, CommitSig, Hash, Header, SecretKey};
+use tally_node::cli::homes;
 use tally_node::config::{Config, Home};
-use tally_node::homes;
 use tally_node::node::Node;
 use tally_node::wire::{SyncRequest, SyncResponse, decode, encode};
 use tally_p2p::{Event, Multiaddr};

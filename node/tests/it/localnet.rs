@@ -2,132 +2,26 @@
 //! they agree on every block, survive a kill -9 of one and of all, and a
 //! full node started late syncs the whole chain.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonrpsee_http_client::HttpClient;
 use tally_genesis::dev_keys;
-use tally_ledger::{Address, Hash, TxLocation};
+use tally_ledger::{Address, Hash};
 use tally_node::config::{Config, Home};
 use tally_rpc::TallyApiClient;
-use tokio::sync::Mutex;
 
-use crate::harness::{NodeProc, client, height, raw, run, transfer, wait_for, wait_height};
+use crate::harness::{
+    Load, NodeProc, assert_agreement, client, committed, hashes, height, rpc_url, run, wait_for,
+    wait_height,
+};
 
 const N: usize = 4;
 const LONG: Duration = Duration::from_secs(90);
 
-fn rpc_url(home: &Path) -> String {
-    let config = Config::load(&Home::new(home).config_file()).expect("config");
-    format!("http://{}", config.rpc.listen)
-}
-
-/// Block hashes of heights `1..=to` as `client` has them.
-async fn hashes(client: &HttpClient, to: u64) -> Vec<Hash> {
-    let mut out = Vec::with_capacity(to as usize);
-    for h in 1..=to {
-        let block = client
-            .get_block_by_height(h)
-            .await
-            .expect("rpc")
-            .unwrap_or_else(|| panic!("block {h} missing"));
-        out.push(block.hash);
-    }
-    out
-}
-
-/// Every node has the same block at every height up to the lowest tip.
-async fn assert_agreement(clients: &[HttpClient]) -> Vec<Hash> {
-    let mut tips = Vec::new();
-    for c in clients {
-        tips.push(height(c).await.expect("node answers"));
-    }
-    let common = *tips.iter().min().expect("nodes");
-    let reference = hashes(&clients[0], common).await;
-    for (i, c) in clients.iter().enumerate().skip(1) {
-        assert_eq!(hashes(c, common).await, reference, "node{i} disagrees");
-    }
-    reference
-}
-
-/// Submits transfers from the dev accounts round-robin over the nodes
-/// until stopped, and remembers what was accepted.
-struct Load {
-    stop: Arc<AtomicBool>,
-    accepted: Arc<Mutex<Vec<Hash>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(urls: Vec<String>, chain_id: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
-        let task = tokio::spawn(async move {
-            let clients: Vec<HttpClient> = urls.iter().map(|u| client(u)).collect();
-            let keys = dev_keys();
-            let senders = &keys[..8];
-            let sink = Address([0x42; 20]);
-            let mut nonces: HashMap<Address, u64> = HashMap::new();
-            let mut round = 0usize;
-            while !stop2.load(Ordering::Relaxed) {
-                round += 1;
-                for (i, key) in senders.iter().enumerate() {
-                    let node = &clients[(round + i) % clients.len()];
-                    // Every few rounds take the chain's nonce again: a node
-                    // killed with our transactions in its mempool lost them.
-                    if round % 10 == 1 || !nonces.contains_key(&key.address()) {
-                        if let Ok(account) = node.get_account(key.address().to_string()).await {
-                            nonces.insert(key.address(), account.nonce);
-                        }
-                    }
-                    let Some(nonce) = nonces.get(&key.address()).copied() else {
-                        continue;
-                    };
-                    let tx = transfer(key, chain_id, nonce, sink, round as u128);
-                    if let Ok(hash) = node.send_raw_transaction(raw(&tx)).await {
-                        nonces.insert(key.address(), nonce + 1);
-                        accepted2.lock().await.push(hash);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Load {
-            stop,
-            accepted,
-            task,
-        }
-    }
-
-    async fn finish(self) -> Vec<Hash> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.accepted.lock().await.clone()
-    }
-}
-
-/// Which of `hashes` are committed, and where, according to `client`.
-async fn committed(client: &HttpClient, hashes: &[Hash]) -> BTreeMap<Hash, TxLocation> {
-    let mut out = BTreeMap::new();
-    for hash in hashes {
-        if let Some(location) = client
-            .get_transaction(hash.to_string())
-            .await
-            .expect("rpc")
-            .location()
-        {
-            out.insert(*hash, location);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
+    let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("net");
     let out_s = out.display().to_string();

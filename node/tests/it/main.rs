@@ -4,5 +4,6 @@
 mod chain;
 mod dev;
 mod harness;
+mod hostile;
 mod inprocess;
 mod localnet;

@@ -127,3 +127,83 @@ async fn enable_quic_without_the_feature_is_an_error() {
     .await;
     assert!(matches!(result, Err(tally_p2p::Error::Config(_))));
 }
+
+/// How many peers `node` has after the dust settles.
+async fn settled_peers(node: &crate::common::Node) -> usize {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    node.handle.peers().await.expect("peers").len()
+}
+
+/// Strangers that take every inbound slot do not keep a reserved (bootstrap)
+/// peer out: it bypasses the limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_filling_every_slot_cannot_keep_a_reserved_peer_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The reserved peer's identity and address, known before it runs.
+    let reserved_id = tally_p2p::load_or_create_key(&dir.path().join("reserved"))
+        .expect("key")
+        .public()
+        .to_peer_id();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let reserved_addr: tally_p2p::Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let v = start(Config {
+        bootstrap: vec![
+            format!("{reserved_addr}/p2p/{reserved_id}")
+                .parse()
+                .expect("addr"),
+        ],
+        max_inbound: 2,
+        // No dials of its own to strangers it discovers.
+        max_outbound: 0,
+        ..config(&dir, "v")
+    })
+    .await;
+    let mut strangers = Vec::new();
+    for i in 0..3 {
+        strangers.push(
+            start(Config {
+                bootstrap: vec![format!("{}/p2p/{}", v.addr, v.id()).parse().expect("addr")],
+                ..config(&dir, &format!("stranger{i}"))
+            })
+            .await,
+        );
+    }
+    assert_eq!(settled_peers(&v).await, 2, "the inbound limit held");
+
+    let reserved = start(Config {
+        listen: vec![reserved_addr],
+        ..config(&dir, "reserved")
+    })
+    .await;
+    assert_eq!(reserved.id(), reserved_id);
+    v.wait_connected_to(&[reserved_id]).await;
+    assert_eq!(settled_peers(&v).await, 3);
+}
+
+/// One IP address gets at most `max_inbound_per_ip` inbound connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_more_than_its_share_of_inbound_slots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v = start(Config {
+        max_inbound_per_ip: 2,
+        max_outbound: 0,
+        ..config(&dir, "v")
+    })
+    .await;
+    let mut strangers = Vec::new();
+    for i in 0..4 {
+        strangers.push(
+            start(Config {
+                bootstrap: vec![format!("{}/p2p/{}", v.addr, v.id()).parse().expect("addr")],
+                ..config(&dir, &format!("stranger{i}"))
+            })
+            .await,
+        );
+    }
+    assert_eq!(settled_peers(&v).await, 2);
+}

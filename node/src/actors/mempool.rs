@@ -1,6 +1,6 @@
 //! The mempool actor: owns the pool, admits verified transactions (from RPC
 //! and gossip), hands candidates to the block builder, forgets what blocks
-//! commit, and gossips locally submitted transactions in batches.
+//! commit, and gossips every transaction it admits in batches of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tally_p2p::Topic;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::actors::network::SeenTxs;
 use crate::config::MempoolSection;
 use crate::now_ms;
 use crate::wire::{TxBatch, encode};
@@ -17,8 +18,6 @@ use crate::wire::{TxBatch, encode};
 enum Command {
     Add {
         txs: Vec<VerifiedTransaction>,
-        /// Submitted to this node (gossip it) rather than received by gossip.
-        local: bool,
         reply: oneshot::Sender<Vec<Result<Hash, AddError>>>,
     },
     Reap {
@@ -68,12 +67,13 @@ impl MempoolHandle {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Admits transactions (submitted here or received by gossip); every
+    /// one admitted is gossiped on in this node's own batches.
     pub async fn add(
         &self,
         txs: Vec<VerifiedTransaction>,
-        local: bool,
     ) -> Result<Vec<Result<Hash, AddError>>, Stopped> {
-        self.call(|reply| Command::Add { txs, local, reply }).await
+        self.call(|reply| Command::Add { txs, reply }).await
     }
 
     pub async fn reap(
@@ -123,6 +123,7 @@ pub fn spawn(
     network: tally_p2p::Handle,
     committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
     tx_arrived: Arc<Notify>,
+    seen: Arc<SeenTxs>,
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
     let actor = Actor {
@@ -133,9 +134,10 @@ pub fn spawn(
         // Peers reject bigger batches.
         batch_max: config
             .gossip_batch_max
-            .clamp(1, crate::network::MAX_GOSSIP_BATCH),
+            .clamp(1, crate::actors::network::MAX_GOSSIP_BATCH),
         batch_interval: Duration::from_millis(config.gossip_batch_interval_ms.max(1)),
         tx_arrived,
+        seen,
     };
     (
         MempoolHandle { commands: tx },
@@ -147,11 +149,14 @@ struct Actor {
     pool: Mempool,
     store: Arc<Store>,
     network: tally_p2p::Handle,
-    /// Locally submitted transactions not gossiped yet.
+    /// Admitted transactions not gossiped yet.
     outbox: TxBatch,
     batch_max: usize,
     batch_interval: Duration,
     tx_arrived: Arc<Notify>,
+    /// Every hash admitted or committed, so gossip of it is not recovered
+    /// again.
+    seen: Arc<SeenTxs>,
 }
 
 impl Actor {
@@ -168,6 +173,7 @@ impl Actor {
                 biased;
                 // Blocks first: a reap must not offer what is committed.
                 Some((hashes, senders)) = committed.recv() => {
+                    self.seen.insert_all(hashes.iter().copied());
                     let dropped = self.pool.update(&hashes, &senders, self.store.as_ref())?;
                     if dropped > 0 {
                         debug!(dropped, "mempool: transactions made invalid by a block dropped");
@@ -190,18 +196,20 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
-            Command::Add { txs, local, reply } => {
+            Command::Add { txs, reply } => {
                 let now = now_ms();
                 let mut results = Vec::with_capacity(txs.len());
                 for tx in txs {
-                    let encoded = local.then(|| tx.signed().encode());
+                    let encoded = tx.signed().encode();
                     let result = self.pool.add(tx, self.store.as_ref(), now);
-                    if let (Ok(_), Some(encoded)) = (&result, encoded) {
+                    if result.is_ok() {
                         self.outbox.txs.push(encoded);
                     }
                     results.push(result);
                 }
                 if results.iter().any(Result::is_ok) {
+                    self.seen
+                        .insert_all(results.iter().filter_map(|r| r.as_ref().ok().copied()));
                     self.tx_arrived.notify_one();
                 }
                 let _ = reply.send(results);

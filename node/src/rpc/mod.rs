@@ -24,9 +24,9 @@ use tally_rpc::{
 use tokio::sync::broadcast;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use crate::actors::ledger::NewBlock;
+use crate::actors::mempool::MempoolHandle;
 use crate::config::RpcConfig;
-use crate::ledger::NewBlock;
-use crate::mempool::MempoolHandle;
 use crate::par_map;
 
 /// Most transactions in one `tally_sendRawTransactions` call.
@@ -170,11 +170,7 @@ impl RpcContext {
             .await
             .map_err(internal)?
             .map_err(|e| error(tx_error_code(&e), e.to_string()))?;
-        let mut results = self
-            .mempool
-            .add(vec![verified], true)
-            .await
-            .map_err(internal)?;
+        let mut results = self.mempool.add(vec![verified]).await.map_err(internal)?;
         match results.pop() {
             Some(Ok(hash)) => Ok(hash),
             Some(Err(e)) => Err(add_error(&e)),
@@ -282,7 +278,7 @@ impl TallyApiServer for RpcContext {
                 }
             }
         }
-        let added = self.mempool.add(admit, true).await.map_err(internal)?;
+        let added = self.mempool.add(admit).await.map_err(internal)?;
         for (result, i) in added.into_iter().zip(admit_positions) {
             match result {
                 Ok(hash) => hashes[i] = Some(hash),

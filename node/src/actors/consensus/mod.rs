@@ -4,27 +4,37 @@
 //! is sent, blocks are built and verified by the ledger actor, and a decided
 //! block is committed before the next height starts.
 
-use std::collections::HashMap;
+mod blocks;
+mod gate;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tally_consensus::{Action, Event, SigningScheme, Timeout, ValidatorSet};
-use tally_ledger::{Address, Block, ChainTip, Hash, Signature};
+use tally_consensus::{Action, Event, Timeout, ValidatorSet};
+use tally_ledger::{Address, Block, ChainTip, Hash};
 use tally_p2p::{MessageId, PeerId, Topic, Verdict};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
+use self::blocks::{BlockCache, Position};
+use self::gate::{Gate, Window};
+use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
+use crate::actors::mempool::MempoolHandle;
 use crate::chain::{Consensus, Secp256k1, certificate_to_commit, validator_set_at};
-use crate::ledger::{LedgerError, LedgerHandle, NewBlock};
-use crate::mempool::MempoolHandle;
 use crate::now_ms;
 use crate::signing;
 use crate::wire::{ConsensusEnvelope, ConsensusMessage, encode};
 
-/// Most proposed blocks held for the current and next height.
-const MAX_CACHED_BLOCKS: usize = 64;
+/// Most proposed blocks held for the current and next height: every round
+/// the machine keeps messages for (current, up to `max_future_rounds` ahead,
+/// and as many of the next height), two values each, and the locked and
+/// valid blocks of earlier rounds.
+fn max_cached_blocks(max_future_rounds: usize) -> usize {
+    blocks::PER_ROUND * (2 * max_future_rounds + 1) + 2
+}
 
 /// A consensus message from the network with what is needed to report on it.
 #[derive(Debug)]
@@ -32,6 +42,8 @@ pub struct Inbound {
     pub envelope: ConsensusEnvelope,
     pub id: MessageId,
     pub source: PeerId,
+    /// Its size on the wire, counted against the queue's byte bound.
+    pub bytes: usize,
 }
 
 /// Results of work done off the actor, fed back to it.
@@ -83,6 +95,8 @@ pub struct Parts {
     pub ledger: LedgerHandle,
     pub mempool: MempoolHandle,
     pub inbox: mpsc::Receiver<Inbound>,
+    /// Bytes queued in `inbox` (the router adds, the driver subtracts).
+    pub inbox_bytes: Arc<AtomicUsize>,
     pub new_blocks: broadcast::Receiver<Arc<NewBlock>>,
     /// Signalled by the mempool whenever it admits a transaction.
     pub tx_arrived: Arc<Notify>,
@@ -91,21 +105,25 @@ pub struct Parts {
 
 pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let max_blocks = max_cached_blocks(parts.machine.config().max_future_rounds);
     let actor = Actor {
         height: 0,
         set: settings.genesis_set.clone(),
+        next_set: settings.genesis_set.next_height(),
         settings,
         machine: parts.machine,
         me: parts.me,
         network: parts.network,
         ledger: parts.ledger,
         mempool: parts.mempool,
-        blocks: HashMap::new(),
+        blocks: BlockCache::new(max_blocks),
+        gate: Gate::default(),
         internal: internal_tx,
         last_progress: Instant::now(),
         height_started: Instant::now(),
         waiting: None,
         tx_arrived: parts.tx_arrived,
+        inbox_bytes: parts.inbox_bytes,
     };
     tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
 }
@@ -117,11 +135,14 @@ struct Actor {
     network: tally_p2p::Handle,
     ledger: LedgerHandle,
     mempool: MempoolHandle,
-    /// The height being decided, and its validator set.
+    /// The height being decided, its validator set and the next height's.
     height: u64,
     set: ValidatorSet<Address>,
-    /// Proposed blocks of the current and next height, by hash.
-    blocks: HashMap<Hash, Block>,
+    next_set: ValidatorSet<Address>,
+    /// Proposed blocks of the current and next height.
+    blocks: BlockCache,
+    /// Judges peers' messages before they are fed or forwarded.
+    gate: Gate,
     internal: mpsc::UnboundedSender<Internal>,
     last_progress: Instant,
     /// When the current height started: the block interval is a minimum
@@ -132,6 +153,7 @@ struct Actor {
     /// seen there, or the empty-block interval passes).
     waiting: Option<u64>,
     tx_arrived: Arc<Notify>,
+    inbox_bytes: Arc<AtomicUsize>,
 }
 
 impl Actor {
@@ -148,7 +170,10 @@ impl Actor {
         loop {
             tokio::select! {
                 Some(event) = internal.recv() => self.on_internal(event).await?,
-                Some(inbound) = inbox.recv() => self.on_inbound(inbound).await?,
+                Some(inbound) = inbox.recv() => {
+                    self.inbox_bytes.fetch_sub(inbound.bytes, Ordering::Relaxed);
+                    self.on_inbound(inbound).await?;
+                }
                 block = new_blocks.recv() => match block {
                     Ok(block) => self.on_new_block(&block).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -174,11 +199,13 @@ impl Actor {
         } else {
             validator_set_at(&self.settings.genesis_set, height)
         };
+        self.next_set = self.set.next_height();
         self.height = height;
         self.waiting = None;
         self.last_progress = Instant::now();
         self.height_started = Instant::now();
-        self.blocks.retain(|_, b| b.height() >= height);
+        self.blocks.retain_from(height);
+        self.gate.start_height(height);
         debug!(height, "starting height");
         let actions = self.machine.handle(Event::StartHeight {
             height,
@@ -204,7 +231,7 @@ impl Actor {
                     }
                     let value = block.hash();
                     debug!(height, round, %value, txs = block.txs.len(), "built a block");
-                    self.blocks.insert(value, block);
+                    self.cache_block(round, value, block);
                     let actions = self.machine.handle(Event::BlockBuilt {
                         height,
                         round,
@@ -287,43 +314,36 @@ impl Actor {
         Ok(())
     }
 
-    /// Decides whether a peer's message is worth passing on and feeding:
-    /// block hash, height window, signer and signature, so that nothing
-    /// forged is forwarded. The machine checks the signature again (it
-    /// trusts no caller): one extra recovery per vote, about nine per
-    /// height with four validators, never per transaction.
-    fn verdict(&self, message: &ConsensusMessage) -> Verdict {
-        let (height, signer, sign_bytes, signature) = match message {
-            ConsensusMessage::Proposal { proposal, block } => {
-                if block.hash() != proposal.message.value
-                    || block.height() != proposal.message.height
-                {
-                    return Verdict::Reject;
-                }
-                (
-                    proposal.message.height,
-                    proposal.message.proposer,
-                    proposal.message.sign_bytes(self.settings.chain_id),
-                    proposal.signature,
-                )
-            }
-            ConsensusMessage::Vote(vote) => (
-                vote.message.height,
-                vote.message.validator,
-                vote.message.sign_bytes(self.settings.chain_id),
-                vote.signature,
-            ),
+    /// The gate's verdict on a peer's message (see [`gate`]). The machine
+    /// checks the signature again (it trusts no caller): one extra recovery
+    /// per new vote, about nine per height with four validators, never per
+    /// transaction, and never for a copy already seen.
+    fn verdict(&mut self, message: &ConsensusMessage) -> Verdict {
+        let window = Window {
+            chain_id: self.settings.chain_id,
+            height: self.height,
+            round: self.machine.round().unwrap_or(0),
+            max_future_rounds: u32::try_from(self.machine.config().max_future_rounds)
+                .unwrap_or(u32::MAX),
+            set: &self.set,
+            next_set: &self.next_set,
         };
-        if height < self.height || height > self.height + 1 {
-            return Verdict::Ignore;
-        }
-        if !self.settings.genesis_set.contains(&signer) {
-            return Verdict::Reject;
-        }
-        if !verify(&signer, &sign_bytes, &signature) {
-            return Verdict::Reject;
-        }
-        Verdict::Accept
+        self.gate.judge(message, &window, &self.blocks)
+    }
+
+    /// Holds a proposed block (ours or a peer's, checked by the gate).
+    fn cache_block(&mut self, round: u32, value: Hash, block: Block) -> bool {
+        let keep: Vec<Hash> = [self.machine.locked(), self.machine.valid()]
+            .into_iter()
+            .flatten()
+            .map(|rv| rv.value)
+            .collect();
+        let at = Position {
+            height: self.height,
+            round: self.machine.round().unwrap_or(0),
+            keep: &keep,
+        };
+        self.blocks.insert(round, value, block, at)
     }
 
     async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
@@ -347,8 +367,11 @@ impl Actor {
         }
         let event = match inbound.envelope.message {
             ConsensusMessage::Proposal { proposal, block } => {
-                if self.blocks.len() < MAX_CACHED_BLOCKS {
-                    self.blocks.insert(proposal.message.value, block);
+                let (round, value) = (proposal.message.round, proposal.message.value);
+                if !self.cache_block(round, value, block) {
+                    // Evicted at once: the machine would wait for a body
+                    // it cannot have.
+                    return Ok(());
                 }
                 Event::Proposal(proposal)
             }
@@ -458,7 +481,16 @@ impl Actor {
                     });
                 }
                 Action::ReportEvidence(evidence) => {
-                    warn!(?evidence, "a validator signed conflicting messages");
+                    let kind = match &evidence {
+                        tally_consensus::Evidence::DuplicateVote { .. } => "two votes",
+                        tally_consensus::Evidence::DuplicateProposal { .. } => "two proposals",
+                    };
+                    warn!(
+                        offender = %evidence.offender(),
+                        kind,
+                        ?evidence,
+                        "a validator signed conflicting messages"
+                    );
                 }
             }
         }
@@ -491,8 +523,16 @@ impl Actor {
     fn verify(&self, height: u64, value: Hash, proposer: Address) {
         let internal = self.internal.clone();
         let Some(block) = self.blocks.get(&value).cloned() else {
-            // Proposals are fed only with their block, so this is a bug.
-            error!(height, %value, %proposer, "asked to verify a block we do not hold");
+            // Proposals are fed only with their block, but the cache may
+            // have evicted it since. Validity must not stay pending (the
+            // machine would wait for ever): not holding it, we cannot vote
+            // for it; a decision by the others reaches us by block sync.
+            warn!(height, %value, %proposer, "asked to verify a block we no longer hold");
+            let _ = internal.send(Internal::Verified {
+                height,
+                value,
+                result: Err(LedgerError::UnknownBlock(value)),
+            });
             return;
         };
         let (ledger, mempool) = (self.ledger.clone(), self.mempool.clone());
@@ -515,8 +555,4 @@ fn message_height(message: &ConsensusMessage) -> u64 {
         ConsensusMessage::Proposal { proposal, .. } => proposal.message.height,
         ConsensusMessage::Vote(vote) => vote.message.height,
     }
-}
-
-fn verify(signer: &Address, sign_bytes: &[u8], signature: &Signature) -> bool {
-    Secp256k1.verify(signer, sign_bytes, signature)
 }

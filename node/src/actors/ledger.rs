@@ -47,8 +47,21 @@ pub enum LedgerError {
 
 impl LedgerError {
     /// Errors that mean the data was bad (a peer's fault), not the node's.
+    /// A store failure met while executing a block is ours, never the peer's.
     pub fn is_invalid_data(&self) -> bool {
-        matches!(self, LedgerError::Block(_) | LedgerError::Invalid(_))
+        match self {
+            LedgerError::Block(BlockError::Store(_)) => false,
+            LedgerError::Block(_) | LedgerError::Invalid(_) => true,
+            _ => false,
+        }
+    }
+
+    /// A failure of our own store: the node must stop rather than limp on.
+    fn is_store_failure(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Store(_) | LedgerError::Block(BlockError::Store(_))
+        )
     }
 }
 
@@ -239,7 +252,7 @@ impl Actor {
                     reply,
                 } => {
                     let result = self.commit_decided(hash, commit);
-                    if let Err(LedgerError::Store(e)) = &result {
+                    if let Some(e) = result.as_ref().err().filter(|e| e.is_store_failure()) {
                         // The store failed under us: stop rather than limp on.
                         let message = format!("committing block {hash}: {e}");
                         let _ = reply.send(result);
@@ -253,7 +266,7 @@ impl Actor {
                     reply,
                 } => {
                     let result = self.apply_synced(block, commit);
-                    if let Err(LedgerError::Store(e)) = &result {
+                    if let Some(e) = result.as_ref().err().filter(|e| e.is_store_failure()) {
                         let message = format!("applying a synced block: {e}");
                         let _ = reply.send(result);
                         anyhow::bail!(message);
@@ -436,11 +449,19 @@ impl Actor {
                 commit.block_hash
             )));
         }
-        self.check_certificate(&commit, height, &hash)?;
+        // Cheap checks first: a block we have, or one that does not follow
+        // our tip, costs no signature work.
         let tip = self.store.tip()?;
         if let Some(done) = self.already_committed(height, &hash, &tip)? {
             return Ok(done);
         }
+        if height != tip.height + 1 {
+            return Err(LedgerError::Invalid(format!(
+                "synced block {height} does not follow our tip {}",
+                tip.height
+            )));
+        }
+        self.check_certificate(&commit, height, &hash)?;
         let executed = match self.executed.remove(&hash) {
             Some(executed) => executed,
             None => self.execute(block, Vec::new())?,

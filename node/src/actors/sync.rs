@@ -1,0 +1,440 @@
+//! Block sync. The server answers peers' requests for our height and for
+//! committed blocks with their certificates. The client asks peers for their
+//! height every interval and, when one is ahead, fetches the missing blocks
+//! and hands each to the ledger, which checks its certificate against the
+//! validator set and re-executes it before committing.
+//!
+//! Nothing a peer says is trusted before it is checked, cheapest first: a
+//! response must start at the height asked for, be contiguous and hold no
+//! more blocks than asked (else the peer is banned, before any signature
+//! work); every block must move our tip. A claimed height is only a hint:
+//! of the peers ahead, the one claiming the lowest height is asked (an
+//! inflated claim never wins over an honest one), one fetch lasts at most
+//! [`MAX_FETCH`] before the choice is made again, and a peer that claims to
+//! be ahead and then serves no blocks or no progress gets a strike and is
+//! not asked for a while ([`COOLDOWN`], after three strikes
+//! [`LONG_COOLDOWN`]). Timeouts and refusals are no strike: an overloaded
+//! honest peer looks the same. So a peer that claims `u64::MAX` and serves
+//! old blocks costs us one cheap check per response.
+//!
+//! The server answers height requests at once and block requests a few at
+//! a time, at most [`SERVE_PER_PEER`] per peer, so one peer cannot take
+//! every slot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tally_ledger::{Block, Commit, Store};
+use tally_p2p::{PeerId, RequestId};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::actors::ledger::{LedgerError, LedgerHandle};
+use crate::wire::{SyncRequest, SyncResponse, decode, encode};
+
+/// How long a peer that served invalid blocks stays banned.
+const BAN: Duration = Duration::from_secs(600);
+/// Largest response we build (the network's limit is above it).
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Peers asked for their height each round.
+const STATUS_FANOUT: usize = 4;
+/// Requests served at once (each reads up to `MAX_RESPONSE_BYTES`).
+const SERVE_CONCURRENCY: usize = 4;
+/// Block requests of one peer served at once; more are refused.
+const SERVE_PER_PEER: usize = 2;
+/// How long a peer whose claim was not backed is not asked.
+const COOLDOWN: Duration = Duration::from_secs(30);
+/// After this many unbacked claims, it is not asked for `LONG_COOLDOWN`.
+const MAX_STRIKES: u32 = 3;
+const LONG_COOLDOWN: Duration = Duration::from_secs(600);
+/// Longest fetch from one peer before the best peer is chosen again.
+const MAX_FETCH: Duration = Duration::from_secs(20);
+
+/// A request from a peer, to answer with [`tally_p2p::Handle::respond`].
+#[derive(Debug)]
+pub struct ServeRequest {
+    pub peer: PeerId,
+    pub id: RequestId,
+    pub data: Vec<u8>,
+}
+
+/// Answers peers' sync requests from the store, a few at a time. A store
+/// error is answered as an error and logged: a peer's request must never
+/// stop the node (a local store failure stops it through the ledger, the
+/// only writer).
+pub fn spawn_server(
+    store: Arc<Store>,
+    network: tally_p2p::Handle,
+    mut requests: mpsc::Receiver<ServeRequest>,
+    max_blocks: u64,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(SERVE_CONCURRENCY));
+        let per_peer = Arc::new(std::sync::Mutex::new(HashMap::<PeerId, usize>::new()));
+        while let Some(ServeRequest { peer, id, data }) = requests.recv().await {
+            // A height request is one read: answered at once, never queued
+            // behind block reads.
+            if matches!(decode::<SyncRequest>(&data), Ok(SyncRequest::Status)) {
+                let response = serve(&store, &data, max_blocks).unwrap_or_else(|e| {
+                    warn!(%peer, error = %e, "could not serve a sync request");
+                    SyncResponse::Error("the request could not be served".into())
+                });
+                let network = network.clone();
+                tokio::spawn(async move { network.respond(id, encode(&response)).await });
+                continue;
+            }
+            let busy = {
+                let mut per_peer = per_peer.lock().unwrap_or_else(|e| e.into_inner());
+                let serving = per_peer.entry(peer).or_insert(0);
+                *serving += 1;
+                *serving > SERVE_PER_PEER
+            };
+            let permit = if busy {
+                None
+            } else {
+                Some(slots.clone().acquire_owned().await?)
+            };
+            let (store, network, per_peer) = (store.clone(), network.clone(), per_peer.clone());
+            tokio::spawn(async move {
+                let response = match permit {
+                    None => SyncResponse::Error("busy: too many requests of yours".into()),
+                    Some(permit) => {
+                        let response =
+                            tokio::task::spawn_blocking(move || serve(&store, &data, max_blocks))
+                                .await
+                                .unwrap_or_else(|e| Err(anyhow::anyhow!("panicked: {e}")))
+                                .unwrap_or_else(|e| {
+                                    warn!(%peer, error = %e, "could not serve a sync request");
+                                    SyncResponse::Error("the request could not be served".into())
+                                });
+                        drop(permit);
+                        response
+                    }
+                };
+                {
+                    let mut per_peer = per_peer.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(serving) = per_peer.get_mut(&peer) {
+                        *serving -= 1;
+                        if *serving == 0 {
+                            per_peer.remove(&peer);
+                        }
+                    }
+                }
+                let _ = network.respond(id, encode(&response)).await;
+            });
+        }
+        Ok(())
+    })
+}
+
+fn serve(store: &Store, data: &[u8], max_blocks: u64) -> anyhow::Result<SyncResponse> {
+    let Ok(request) = decode::<SyncRequest>(data) else {
+        return Ok(SyncResponse::Error("undecodable request".into()));
+    };
+    Ok(match request {
+        SyncRequest::Status => {
+            let tip = store.tip()?;
+            SyncResponse::Status {
+                height: tip.height,
+                hash: tip.hash,
+            }
+        }
+        SyncRequest::Blocks { from, count } => {
+            let tip = store.tip()?.height;
+            let last = from
+                .saturating_add(u64::from(count).min(max_blocks))
+                .saturating_sub(1)
+                .min(tip);
+            let mut blocks = Vec::new();
+            let mut bytes = 0;
+            for height in from.max(1)..=last {
+                let (Some(block), Some(commit)) =
+                    (store.block_by_height(height)?, store.seen_commit(height)?)
+                else {
+                    break;
+                };
+                bytes += block.encode().len();
+                blocks.push((block, commit));
+                if bytes >= MAX_RESPONSE_BYTES {
+                    break;
+                }
+            }
+            SyncResponse::Blocks(blocks)
+        }
+    })
+}
+
+/// Why a response was refused before any of its blocks was looked at.
+pub fn check_range(blocks: &[(Block, Commit)], from: u64, count: u32) -> Result<(), String> {
+    if blocks.len() > count as usize {
+        return Err(format!("{} blocks for a request of {count}", blocks.len()));
+    }
+    for (i, (block, commit)) in blocks.iter().enumerate() {
+        let expected = from.saturating_add(i as u64);
+        if block.height() != expected || commit.height != expected {
+            return Err(format!(
+                "block {} (certificate {}) where {expected} was asked for",
+                block.height(),
+                commit.height
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the client remembers of peers whose claims were not backed.
+#[derive(Debug, Default)]
+struct Strikes {
+    peers: HashMap<PeerId, (u32, Instant)>,
+}
+
+impl Strikes {
+    fn cooling(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|(strikes, at)| {
+            let cooldown = if *strikes >= MAX_STRIKES {
+                LONG_COOLDOWN
+            } else {
+                COOLDOWN
+            };
+            at.elapsed() < cooldown
+        })
+    }
+
+    /// One more strike; returns how many the peer has.
+    fn add(&mut self, peer: PeerId) -> u32 {
+        // Strikes are forgotten once the long cooldown has passed.
+        self.peers.retain(|_, (_, at)| at.elapsed() < LONG_COOLDOWN);
+        let entry = self.peers.entry(peer).or_insert((0, Instant::now()));
+        entry.0 += 1;
+        entry.1 = Instant::now();
+        entry.0
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+}
+
+/// Fetches blocks when peers are ahead.
+pub fn spawn_client(
+    store: Arc<Store>,
+    network: tally_p2p::Handle,
+    ledger: LedgerHandle,
+    syncing: Arc<AtomicBool>,
+    interval: Duration,
+    batch: u64,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_peer = 0usize;
+        // Our height at the previous round.
+        let mut last_seen: Option<u64> = None;
+        let mut strikes = Strikes::default();
+        loop {
+            tick.tick().await;
+            let Ok(peers) = network.peers().await else {
+                return Ok(());
+            };
+            let peers: Vec<PeerId> = peers
+                .into_iter()
+                .map(|p| p.peer)
+                .filter(|p| !strikes.cooling(p))
+                .collect();
+            if peers.is_empty() {
+                syncing.store(false, Ordering::Relaxed);
+                continue;
+            }
+            // Ask a rotating few for their height.
+            let asked: Vec<PeerId> = (0..peers.len().min(STATUS_FANOUT))
+                .map(|i| peers[(next_peer + i) % peers.len()])
+                .collect();
+            next_peer = next_peer.wrapping_add(1);
+            let status = encode(&SyncRequest::Status);
+            let answers = futures::future::join_all(
+                asked
+                    .iter()
+                    .map(|peer| network.request(*peer, status.clone())),
+            )
+            .await;
+            let ours = store.tip()?.height;
+            // One block behind is usually consensus deciding it right now;
+            // two or more, or one for a whole interval without progress
+            // (the rest moved on without us), means we missed heights.
+            let stuck = last_seen == Some(ours);
+            last_seen = Some(ours);
+            let behind_by = if stuck { 1 } else { 2 };
+            // Of the peers ahead, the most modest claim: an inflated one
+            // never wins over an honest peer's.
+            let mut best: Option<(u64, PeerId)> = None;
+            for (peer, answer) in asked.iter().zip(answers) {
+                let height = match answer.map(|bytes| decode::<SyncResponse>(&bytes)) {
+                    Ok(Ok(SyncResponse::Status { height, .. })) => height,
+                    _ => continue,
+                };
+                if height >= ours.saturating_add(behind_by) && best.is_none_or(|(h, _)| height < h)
+                {
+                    best = Some((height, *peer));
+                }
+            }
+            let Some((their_height, peer)) = best else {
+                syncing.store(false, Ordering::Relaxed);
+                continue;
+            };
+            syncing.store(true, Ordering::Relaxed);
+            info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
+            match fetch(&store, &network, &ledger, peer, their_height, batch).await? {
+                Fetched::Progress => strikes.forget(&peer),
+                Fetched::Unbacked(why) => {
+                    let count = strikes.add(peer);
+                    if count >= MAX_STRIKES {
+                        warn!(%peer, why, strikes = count, "peer keeps claiming blocks it does not serve: not asking it for 10 minutes");
+                    } else {
+                        debug!(%peer, why, "peer did not back its claimed height");
+                    }
+                }
+                Fetched::Stopped | Fetched::Banned => {}
+            }
+        }
+    })
+}
+
+/// How a fetch from one peer ended.
+#[derive(Debug)]
+enum Fetched {
+    /// Our tip moved (to the target, or until the peer stopped answering).
+    Progress,
+    /// The peer claimed to be ahead but moved us nowhere.
+    Unbacked(String),
+    /// The peer did not answer, or refused (busy): no fault of its own.
+    Stopped,
+    /// The peer sent something provably wrong and was banned.
+    Banned,
+}
+
+/// Fetches and applies blocks from `peer` up to `target`.
+async fn fetch(
+    store: &Store,
+    network: &tally_p2p::Handle,
+    ledger: &LedgerHandle,
+    peer: PeerId,
+    target: u64,
+    batch: u64,
+) -> anyhow::Result<Fetched> {
+    let start = store.tip()?.height;
+    let ban = |why: String| async move {
+        warn!(%peer, why, "peer served bad sync data: banning it");
+        let _ = network.ban(peer, BAN).await;
+        Fetched::Banned
+    };
+    let end = |why: String| -> anyhow::Result<Fetched> {
+        if store.tip()?.height > start {
+            debug!(%peer, why, "block fetch ended after progress");
+            Ok(Fetched::Progress)
+        } else {
+            Ok(Fetched::Unbacked(why))
+        }
+    };
+    let progress_or_stop = || -> anyhow::Result<Fetched> {
+        Ok(if store.tip()?.height > start {
+            Fetched::Progress
+        } else {
+            Fetched::Stopped
+        })
+    };
+    let began = Instant::now();
+    loop {
+        let from = store.tip()?.height + 1;
+        if from > target || began.elapsed() > MAX_FETCH {
+            return progress_or_stop();
+        }
+        let count = u32::try_from((target - from + 1).min(batch)).unwrap_or(u32::MAX);
+        let request = encode(&SyncRequest::Blocks { from, count });
+        let blocks = match network.request(peer, request).await {
+            Ok(bytes) => match decode::<SyncResponse>(&bytes) {
+                Ok(SyncResponse::Blocks(blocks)) => blocks,
+                Ok(SyncResponse::Error(e)) => {
+                    debug!(%peer, error = e, "peer could not serve blocks");
+                    return progress_or_stop();
+                }
+                Ok(SyncResponse::Status { .. }) | Err(_) => {
+                    return Ok(ban("an undecodable or mismatched response".into()).await);
+                }
+            },
+            Err(e) => {
+                debug!(%peer, error = %e, "block request failed");
+                return progress_or_stop();
+            }
+        };
+        if blocks.is_empty() {
+            return end("no blocks".into());
+        }
+        if let Err(why) = check_range(&blocks, from, count) {
+            return Ok(ban(why).await);
+        }
+        for (block, commit) in blocks {
+            let height = block.height();
+            match ledger.apply_synced(block, commit).await {
+                Ok(_) => {}
+                Err(e) if e.is_invalid_data() => {
+                    return Ok(ban(format!("invalid block {height}: {e}")).await);
+                }
+                Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
+                Err(e) => return end(format!("could not apply block {height}: {e}")),
+            }
+        }
+        // Every block applied moves the tip (the range check made them
+        // ours + 1, + 2, ...); consensus may have committed the same ones
+        // meanwhile, which also moves it.
+        if store.tip()?.height < from {
+            return end("no progress".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_ledger::{Address, Hash, Header};
+
+    use super::*;
+
+    fn at(height: u64) -> (Block, Commit) {
+        let block = Block {
+            header: Header {
+                chain_id: 1,
+                height,
+                time: 0,
+                prev_hash: Hash::ZERO,
+                tx_root: Hash::ZERO,
+                state_root: Hash::ZERO,
+                proposer: Address([0; 20]),
+                validators_hash: Hash::ZERO,
+                last_commit_hash: Hash::ZERO,
+            },
+            txs: Vec::new(),
+            last_commit: None,
+        };
+        let commit = Commit {
+            height,
+            round: 0,
+            block_hash: block.hash(),
+            signatures: Vec::new(),
+        };
+        (block, commit)
+    }
+
+    #[test]
+    fn a_response_must_be_the_range_asked_for() {
+        assert!(check_range(&[at(5), at(6)], 5, 2).is_ok());
+        assert!(check_range(&[], 5, 2).is_ok());
+        // Old blocks, a gap, too many, a certificate of another height.
+        assert!(check_range(&[at(1)], 5, 2).is_err());
+        assert!(check_range(&[at(5), at(7)], 5, 2).is_err());
+        assert!(check_range(&[at(5), at(6), at(7)], 5, 2).is_err());
+        let (block, mut commit) = at(5);
+        commit.height = 4;
+        assert!(check_range(&[(block, commit)], 5, 1).is_err());
+    }
+}
