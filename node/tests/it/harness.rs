@@ -25,8 +25,10 @@ pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// The `tally` binary under test: this build's, or `TALLY_BIN` (to run
+/// the same tests against another build, e.g. the code before a fix).
 pub fn tally() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
+    Command::new(std::env::var_os("TALLY_BIN").unwrap_or(env!("CARGO_BIN_EXE_tally").into()))
 }
 
 /// Runs a `tally` command to completion and returns its stdout.

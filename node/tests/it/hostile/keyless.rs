@@ -10,7 +10,7 @@ use tally_node::wire::{
 use tally_p2p::{Event, PeerId, Topic, Verdict};
 
 use super::{Attacker, Behaviour, Net, Target, junk_hash, tip, with_identities};
-use crate::harness::{wait_for, wait_height};
+use crate::harness::wait_height;
 
 /// Answers what the network hands an attacker: every gossip message is
 /// Ignored (never forwarded by us), every request refused. Returns the
@@ -302,29 +302,33 @@ async fn keyless_peers_cannot_stop_slow_or_exhaust_four_validators() {
             with_identities(t, stop, junk)
         })
         .await;
-    assert!(report.lives > 1, "the junk sender was never dropped");
+    net.expect(report.lives > 1, || {
+        "the junk sender was never dropped".into()
+    });
 
     let report = net
         .survive("proposal body swap", |t, stop| {
             with_identities(t, stop, BodySwap)
         })
         .await;
-    assert!(report.sent > 0, "no proposal was swapped");
-    assert!(report.lives > 1, "the body swapper was never dropped");
+    net.expect(report.sent > 0, || "no proposal was swapped".into());
+    net.expect(report.lives > 1, || {
+        "the body swapper was never dropped".into()
+    });
 
     let report = net
         .survive("consensus re-wrap", |t, stop| {
             with_identities(t, stop, Rewrap)
         })
         .await;
-    assert!(report.sent > 0);
+    net.expect(report.sent > 0, || "nothing was re-wrapped".into());
 
     let report = net
         .survive("tx gossip replay", |t, stop| {
             with_identities(t, stop, TxReplay::default())
         })
         .await;
-    assert!(report.sent > 0, "no batch was replayed");
+    net.expect(report.sent > 0, || "no batch was replayed".into());
 
     // The sync trap, while a node that missed many blocks comes back.
     net.nodes[3].kill9();
@@ -341,21 +345,20 @@ async fn keyless_peers_cannot_stop_slow_or_exhaust_four_validators() {
         .await;
     net.nodes[3].restart();
     let target = tip(&net, 0).await;
-    wait_for(
-        "the restarted node to catch up past the trap",
-        Duration::from_secs(30),
-        || async {
-            crate::harness::height(&net.clients[3])
-                .await
-                .filter(|h| *h >= target)
-        },
-    )
+    let caught_up = eventually(Duration::from_secs(30), || async {
+        crate::harness::height(&net.clients[3])
+            .await
+            .is_some_and(|h| h >= target)
+    })
     .await;
+    net.expect(caught_up, || {
+        "the restarted node did not catch up past the sync trap".into()
+    });
     // Caught up, it asks the trap too (now the only peer "ahead") and bans it.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let report = net.end("sync trap", running).await;
-    assert!(report.sent > 0, "nobody asked the trap");
-    assert!(report.lives > 1, "the sync trap was never banned");
+    net.expect(report.sent > 0, || "nobody asked the trap".into());
+    net.expect(report.lives > 1, || "the sync trap was never banned".into());
 
     net.survive("sync request flood", |t, stop| {
         let flood = SyncFlood {
@@ -365,4 +368,20 @@ async fn keyless_peers_cannot_stop_slow_or_exhaust_four_validators() {
     })
     .await;
     net.finish().await;
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
