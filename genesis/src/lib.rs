@@ -179,8 +179,14 @@ impl Genesis {
             path: path.display().to_string(),
             error: e.to_string(),
         })?;
-        let genesis: Genesis = serde_json::from_str(&text).map_err(|e| GenesisError::Parse {
-            path: path.display().to_string(),
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a genesis from its JSON text; `origin` names it
+    /// in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse {
+            path: origin.to_string(),
             error: e.to_string(),
         })?;
         genesis.validate()?;

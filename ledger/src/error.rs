@@ -70,6 +70,7 @@ pub enum TxError {
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    #[cfg(feature = "store")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt {what} in the store: {detail}")]

@@ -20,14 +20,7 @@ use crate::state::{Account, StateReader};
 use crate::store::Store;
 use crate::tx::{SignedTransaction, VerifiedTransaction};
 
-/// The chain-wide rules execution needs (from genesis).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExecParams {
-    pub chain_id: u64,
-    pub min_fee: u128,
-    pub max_block_txs: usize,
-    pub max_block_bytes: usize,
-}
+pub use crate::params::ExecParams;
 
 /// The outcome of one transaction in a block.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -5,29 +5,36 @@
 //!   signatures, key files.
 //! - [`tx`]: transfers, their sign bytes and a bounded decoder.
 //! - [`block`]: headers, blocks, commit certificates, the transaction Merkle root.
-//! - [`execution`]: building and verifying blocks against the state.
+//! - [`params`]: the chain-wide rules and initial state genesis gives.
+//! - [`execution`]: building and verifying blocks against the state
+//!   (feature `store`, on by default).
 //! - [`state`]: accounts and the authenticated state tree (jmt).
-//! - [`store`]: RocksDB tables, with one atomic write per committed block.
+//! - [`store`]: RocksDB tables, with one atomic write per committed block
+//!   (feature `store`).
 //! - [`mempool`]: verified transactions waiting for a block.
 
 pub mod block;
 pub mod crypto;
 pub mod error;
+#[cfg(feature = "store")]
 pub mod execution;
 pub mod mempool;
+pub mod params;
 pub mod state;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod tx;
 
 pub use block::{Block, Commit, CommitSig, Header, merkle_root};
 pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
-pub use execution::{
-    ExecParams, ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block,
-};
+#[cfg(feature = "store")]
+pub use execution::{ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block};
 pub use mempool::{AddError, Mempool, MempoolConfig};
+pub use params::{ExecParams, GenesisState};
 pub use state::{Account, AccountProof, StateReader, verify_account_proof};
-pub use store::{ChainTip, GenesisState, Store, TxLocation, TxRecord};
+#[cfg(feature = "store")]
+pub use store::{ChainTip, Store, TxLocation, TxRecord};
 pub use tx::{SignedTransaction, Transaction, VerifiedTransaction};
 
 /// Serde for `u128` amounts as decimal strings (JSON numbers lose precision

@@ -51,13 +51,7 @@ const TOTAL_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 const META_GENESIS_HASH: &[u8] = b"genesis_hash";
 const META_TIP: &[u8] = b"tip";
 
-/// What the store needs of the genesis: its hash (to refuse a database of
-/// another chain) and the initial balances.
-#[derive(Clone, Debug)]
-pub struct GenesisState {
-    pub hash: Hash,
-    pub accounts: Vec<(Address, u128)>,
-}
+pub use crate::params::GenesisState;
 
 /// The latest committed point of the chain. At height 0 (nothing but
 /// genesis), `hash` is the genesis hash, which block 1 names as its parent.

@@ -9,7 +9,7 @@ pub mod config;
 pub mod node;
 pub mod rpc;
 pub mod signing;
-pub mod wire;
+pub use tally_wire as wire;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

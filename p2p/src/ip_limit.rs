@@ -1,5 +1,6 @@
-//! A cap on established inbound connections from one IP address, so that
-//! one host cannot take every inbound slot with throwaway identities.
+//! A cap on established inbound connections from one IP address (an IPv6
+//! /64, which one host usually holds whole), so that one host cannot take
+//! every inbound slot with throwaway identities.
 //! Reserved peers (the configured bootstrap and persistent peers) are not
 //! counted and never refused; they also bypass the inbound and outbound
 //! limits of `connection_limits`, so validators can always reach each other.
@@ -28,6 +29,18 @@ pub(crate) struct IpLimit {
     max_per_ip: u32,
     reserved: HashSet<PeerId>,
     inbound: HashMap<IpAddr, HashSet<ConnectionId>>,
+}
+
+/// What the per-IP cap counts: the IPv4 address, or the IPv6 /64.
+fn host_of(addr: &Multiaddr) -> Option<IpAddr> {
+    ip_of(addr).map(|ip| match ip {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+        v4 => v4,
+    })
 }
 
 /// The IP address in `addr`, if it has one.
@@ -67,7 +80,7 @@ impl NetworkBehaviour for IpLimit {
         if self.reserved.contains(&peer) {
             return Ok(dummy::ConnectionHandler);
         }
-        if let Some(ip) = ip_of(remote_addr) {
+        if let Some(ip) = host_of(remote_addr) {
             let held = self.inbound.get(&ip).map_or(0, HashSet::len);
             if held >= self.max_per_ip as usize {
                 return Err(ConnectionDenied::new(PerIpExceeded {
@@ -98,7 +111,7 @@ impl NetworkBehaviour for IpLimit {
                 endpoint: ConnectedPoint::Listener { send_back_addr, .. },
                 ..
             }) if !self.reserved.contains(&peer_id) => {
-                if let Some(ip) = ip_of(send_back_addr) {
+                if let Some(ip) = host_of(send_back_addr) {
                     self.inbound.entry(ip).or_default().insert(connection_id);
                 }
             }
@@ -107,7 +120,7 @@ impl NetworkBehaviour for IpLimit {
                 endpoint: ConnectedPoint::Listener { send_back_addr, .. },
                 ..
             }) => {
-                if let Some(ip) = ip_of(send_back_addr) {
+                if let Some(ip) = host_of(send_back_addr) {
                     if let Some(held) = self.inbound.get_mut(&ip) {
                         held.remove(&connection_id);
                         if held.is_empty() {

@@ -206,25 +206,28 @@ pub fn spawn(
                     ..
                 } => {
                     let bytes = data.len();
-                    let verdict = match decode::<ConsensusEnvelope>(&data) {
-                        Ok(envelope) => {
-                            let queued = consensus.queued.fetch_add(bytes, Ordering::Relaxed);
-                            let inbound = Inbound {
-                                envelope,
-                                id: id.clone(),
-                                source,
-                                bytes,
-                            };
-                            if queued + bytes <= MAX_CONSENSUS_QUEUE_BYTES
-                                && consensus.sender.try_send(inbound).is_ok()
-                            {
-                                continue;
+                    // Room first: a full queue costs no decoding.
+                    let queued = consensus.queued.fetch_add(bytes, Ordering::Relaxed);
+                    let verdict = if queued + bytes > MAX_CONSENSUS_QUEUE_BYTES {
+                        Verdict::Ignore
+                    } else {
+                        match decode::<ConsensusEnvelope>(&data) {
+                            Ok(envelope) => {
+                                let inbound = Inbound {
+                                    envelope,
+                                    id: id.clone(),
+                                    source,
+                                    bytes,
+                                };
+                                if consensus.sender.try_send(inbound).is_ok() {
+                                    continue;
+                                }
+                                Verdict::Ignore
                             }
-                            consensus.queued.fetch_sub(bytes, Ordering::Relaxed);
-                            Verdict::Ignore
+                            Err(_) => Verdict::Reject,
                         }
-                        Err(_) => Verdict::Reject,
                     };
+                    consensus.queued.fetch_sub(bytes, Ordering::Relaxed);
                     let _ = network.report(id, source, verdict).await;
                 }
                 Event::Message {
