@@ -49,6 +49,8 @@ pub struct NodeProc {
     pub log: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    /// When it was killed with `kill9`.
+    pub killed_at: Vec<Instant>,
 }
 
 impl NodeProc {
@@ -74,6 +76,7 @@ impl NodeProc {
             log,
             args,
             child: None,
+            killed_at: Vec::new(),
         };
         node.restart();
         node
@@ -104,6 +107,7 @@ impl NodeProc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.killed_at.push(Instant::now());
         }
     }
 
@@ -267,6 +271,9 @@ pub async fn assert_agreement(clients: &[HttpClient]) -> Vec<Hash> {
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub accepted: Arc<Mutex<Vec<Hash>>>,
+    /// For each accepted transfer, the node (index into the URLs) that
+    /// accepted it and when.
+    pub origins: Arc<Mutex<Vec<(usize, Instant)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -274,7 +281,8 @@ impl Load {
     pub fn start(urls: Vec<String>, chain_id: u64) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let origins = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, accepted2, origins2) = (stop.clone(), accepted.clone(), origins.clone());
         let task = tokio::spawn(async move {
             let clients: Vec<HttpClient> = urls.iter().map(|u| client(u)).collect();
             let keys = dev_keys();
@@ -285,12 +293,22 @@ impl Load {
             while !stop2.load(Ordering::Relaxed) {
                 round += 1;
                 for (i, key) in senders.iter().enumerate() {
-                    let node = &clients[(round + i) % clients.len()];
+                    let index = (round + i) % clients.len();
+                    let node = &clients[index];
                     // Every few rounds take the chain's nonce again: a node
                     // killed with our transactions in its mempool lost them.
+                    // The highest any node reports: one that is still
+                    // syncing has an old nonce, and a transfer signed with
+                    // it could never commit.
                     if round % 10 == 1 || !nonces.contains_key(&key.address()) {
-                        if let Ok(account) = node.get_account(key.address().to_string()).await {
-                            nonces.insert(key.address(), account.nonce);
+                        let mut best = None;
+                        for c in &clients {
+                            if let Ok(account) = c.get_account(key.address().to_string()).await {
+                                best = best.max(Some(account.nonce));
+                            }
+                        }
+                        if let Some(nonce) = best {
+                            nonces.insert(key.address(), nonce);
                         }
                     }
                     let Some(nonce) = nonces.get(&key.address()).copied() else {
@@ -300,6 +318,7 @@ impl Load {
                     if let Ok(hash) = node.send_raw_transaction(raw(&tx)).await {
                         nonces.insert(key.address(), nonce + 1);
                         accepted2.lock().await.push(hash);
+                        origins2.lock().await.push((index, Instant::now()));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -308,14 +327,22 @@ impl Load {
         Load {
             stop,
             accepted,
+            origins,
             task,
         }
     }
 
     pub async fn finish(self) -> Vec<Hash> {
+        self.finish_with_origins().await.0
+    }
+
+    /// The accepted hashes, and for each the node and time it was accepted.
+    pub async fn finish_with_origins(self) -> (Vec<Hash>, Vec<(usize, Instant)>) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-        self.accepted.lock().await.clone()
+        let accepted = self.accepted.lock().await.clone();
+        let origins = self.origins.lock().await.clone();
+        (accepted, origins)
     }
 }
 
