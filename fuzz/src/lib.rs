@@ -111,3 +111,21 @@ pub fn rpc_params(data: &[u8]) {
         tx(&bytes);
     }
 }
+
+/// A `config.toml`: what parses must be written back (with its comments) to
+/// a file that parses to the same config.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(config) = tally_config::Config::parse(text) {
+        let written = config.documented();
+        let reread = tally_config::Config::parse(&written)
+            .unwrap_or_else(|e| panic!("the documented config does not parse: {e:#}\n{written}"));
+        assert_eq!(
+            reread, config,
+            "the documented config reads back differently"
+        );
+        let _ = config.mempool.ledger_config();
+    }
+}

@@ -5,10 +5,10 @@
 pub mod actors;
 pub mod chain;
 pub mod cli;
-pub mod config;
 pub mod node;
 pub mod rpc;
 pub mod signing;
+pub use tally_config as config;
 pub use tally_wire as wire;
 
 /// Milliseconds since the Unix epoch.

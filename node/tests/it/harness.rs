@@ -266,14 +266,23 @@ pub async fn assert_agreement(clients: &[HttpClient]) -> Vec<Hash> {
     reference
 }
 
+/// Where and when the load's transfer was accepted.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub node: usize,
+    pub at: Instant,
+    pub sender: Address,
+    pub nonce: u64,
+}
+
 /// Submits transfers from the dev accounts round-robin over the nodes
 /// until stopped, and remembers what was accepted.
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub accepted: Arc<Mutex<Vec<Hash>>>,
     /// For each accepted transfer, the node (index into the URLs) that
-    /// accepted it and when.
-    pub origins: Arc<Mutex<Vec<(usize, Instant)>>>,
+    /// accepted it and when, its sender and nonce.
+    pub origins: Arc<Mutex<Vec<Origin>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -289,6 +298,8 @@ impl Load {
             let senders = &keys[..8];
             let sink = Address([0x42; 20]);
             let mut nonces: HashMap<Address, u64> = HashMap::new();
+            // The chain's nonce of each sender at the last look.
+            let mut seen_on_chain: HashMap<Address, u64> = HashMap::new();
             let mut round = 0usize;
             while !stop2.load(Ordering::Relaxed) {
                 round += 1;
@@ -307,7 +318,15 @@ impl Load {
                                 best = best.max(Some(account.nonce));
                             }
                         }
-                        if let Some(nonce) = best {
+                        // Only back to the chain's nonce when it has stood
+                        // still since the last look (our transfers were
+                        // lost): while it moves, ours are still pending, and
+                        // signing their nonces again would make two
+                        // transfers of one nonce, of which one must fail.
+                        if let Some(chain) = best {
+                            let stalled = seen_on_chain.insert(key.address(), chain) == Some(chain);
+                            let ours = nonces.get(&key.address()).copied().unwrap_or(0);
+                            let nonce = if stalled || ours < chain { chain } else { ours };
                             nonces.insert(key.address(), nonce);
                         }
                     }
@@ -318,7 +337,12 @@ impl Load {
                     if let Ok(hash) = node.send_raw_transaction(raw(&tx)).await {
                         nonces.insert(key.address(), nonce + 1);
                         accepted2.lock().await.push(hash);
-                        origins2.lock().await.push((index, Instant::now()));
+                        origins2.lock().await.push(Origin {
+                            node: index,
+                            at: Instant::now(),
+                            sender: key.address(),
+                            nonce,
+                        });
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -337,7 +361,7 @@ impl Load {
     }
 
     /// The accepted hashes, and for each the node and time it was accepted.
-    pub async fn finish_with_origins(self) -> (Vec<Hash>, Vec<(usize, Instant)>) {
+    pub async fn finish_with_origins(self) -> (Vec<Hash>, Vec<Origin>) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         let accepted = self.accepted.lock().await.clone();

@@ -138,7 +138,21 @@ impl Gate {
         let digest = keccak256(&[sign_bytes.as_slice(), &signature.0[..]].concat());
         let slot = (height, round, step, signer);
         if let Some(held) = self.slots.get(&slot) {
-            if held.contains(&digest) || held.len() >= MAX_PER_SLOT {
+            if held.contains(&digest) {
+                // A copy of an accepted proposal with another body under
+                // the same signed header is provably forged: compared with
+                // the body we hold (no hashing), it is Rejected.
+                if let ConsensusMessage::Proposal { proposal, block } = message {
+                    if blocks
+                        .get(&proposal.message.value)
+                        .is_some_and(|held| held != block)
+                    {
+                        return Verdict::Reject;
+                    }
+                }
+                return Verdict::Ignore;
+            }
+            if held.len() >= MAX_PER_SLOT {
                 return Verdict::Ignore;
             }
         }
@@ -332,7 +346,7 @@ mod tests {
     fn a_body_swapped_under_a_signed_header_is_rejected_and_the_honest_copy_accepted() {
         let f = fixture();
         let mut gate = Gate::default();
-        let cache = BlockCache::new(8);
+        let mut cache = BlockCache::new(8);
         let honest = f.proposal(5, 0);
         let ConsensusMessage::Proposal { proposal, block } = honest.clone() else {
             unreachable!()
@@ -344,7 +358,7 @@ mod tests {
             block: emptied,
         };
         assert_eq!(gate.judge(&swapped, &f.window(), &cache), Verdict::Reject);
-        let mut recertified = block;
+        let mut recertified = block.clone();
         recertified.last_commit = Some(tally_ledger::Commit {
             height: 4,
             round: 0,
@@ -352,12 +366,22 @@ mod tests {
             signatures: Vec::new(),
         });
         let swapped = ConsensusMessage::Proposal {
-            proposal,
+            proposal: proposal.clone(),
             block: recertified,
         };
         assert_eq!(gate.judge(&swapped, &f.window(), &cache), Verdict::Reject);
         // The tampered copies did not poison anything.
         assert_eq!(gate.judge(&honest, &f.window(), &cache), Verdict::Accept);
+        // A tampered copy after the honest one (same signed content) is
+        // still told apart from the body held, and Rejected.
+        let at = super::super::blocks::Position {
+            height: 5,
+            round: 0,
+            keep: &[],
+        };
+        assert!(cache.insert(0, proposal.message.value, block.clone(), at));
+        assert_eq!(gate.judge(&swapped, &f.window(), &cache), Verdict::Reject);
+        assert_eq!(gate.judge(&honest, &f.window(), &cache), Verdict::Ignore);
     }
 
     #[test]

@@ -251,11 +251,10 @@ impl Net {
         // before it gossiped it is lost with that mempool, as in any chain:
         // those accepted by a node less than 2 s before it was killed are
         // excused.
-        let lost_with = |(node, at): &(usize, Instant)| {
-            self.nodes[*node]
-                .killed_at
-                .iter()
-                .any(|killed| *killed >= *at && killed.duration_since(*at) < Duration::from_secs(2))
+        let lost_with = |origin: &crate::harness::Origin| {
+            self.nodes[origin.node].killed_at.iter().any(|killed| {
+                *killed >= origin.at && killed.duration_since(origin.at) < Duration::from_secs(2)
+            })
         };
         let accepted: Vec<Hash> = all
             .iter()
@@ -274,6 +273,32 @@ impl Net {
             })
             .await;
         }
+        // The load may sign a nonce twice (it goes back to the chain's nonce
+        // when a sender's transfers stall): both copies can be accepted by
+        // different nodes, and only one can commit. An uncommitted transfer
+        // whose nonce the chain has used since is such a replaced one; one
+        // whose nonce is still free was lost.
+        let done = committed(&self.clients[0], &accepted).await;
+        let mut replaced = std::collections::HashSet::new();
+        for (hash, origin) in all.iter().zip(&origins) {
+            if accepted.contains(hash) && !done.contains_key(hash) {
+                let account = self.clients[0]
+                    .get_account(origin.sender.to_string())
+                    .await
+                    .expect("account");
+                if account.nonce > origin.nonce {
+                    replaced.insert(*hash);
+                }
+            }
+        }
+        let accepted: Vec<Hash> = accepted
+            .into_iter()
+            .filter(|h| !replaced.contains(h))
+            .collect();
+        eprintln!(
+            "{} accepted transfers replaced by another of the same nonce",
+            replaced.len()
+        );
         for (i, c) in self.clients.iter().enumerate() {
             let done = committed(c, &accepted).await;
             self.expect(done.len() == accepted.len(), || {
