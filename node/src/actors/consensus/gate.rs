@@ -56,6 +56,9 @@ pub struct Gate {
     future: HashMap<(u64, Address), BTreeSet<u32>>,
     /// Proposers of (height, round), computed once.
     proposers: HashMap<(u64, u32), Address>,
+    /// Transaction ids of accepted proposals' blocks, by block hash: hashed
+    /// once for the body check, reused to look them up in the mempool.
+    tx_ids: HashMap<Hash, (u64, Vec<Hash>)>,
 }
 
 /// The machine's position, against which a message is judged.
@@ -77,6 +80,12 @@ impl Gate {
         self.slots.retain(|(h, ..), _| *h >= height);
         self.future.retain(|(h, _), _| *h >= height);
         self.proposers.retain(|(h, _), _| *h >= height);
+        self.tx_ids.retain(|_, (h, _)| *h >= height);
+    }
+
+    /// The transaction ids of an accepted proposal's block, once.
+    pub fn take_tx_ids(&mut self, value: &Hash) -> Option<Vec<Hash>> {
+        self.tx_ids.remove(value).map(|(_, ids)| ids)
     }
 
     /// Judges `message`; an Accept is remembered, so the same signed content
@@ -182,9 +191,12 @@ impl Gate {
             return Verdict::Reject;
         }
         // 7. The body.
-        if let ConsensusMessage::Proposal { block, .. } = message {
-            if block.check_body().is_err() {
-                return Verdict::Reject;
+        if let ConsensusMessage::Proposal { proposal, block } = message {
+            match block.check_body() {
+                Ok(ids) => {
+                    self.tx_ids.insert(proposal.message.value, (height, ids));
+                }
+                Err(_) => return Verdict::Reject,
             }
         }
         if round > base {

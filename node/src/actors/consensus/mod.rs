@@ -520,7 +520,7 @@ impl Actor {
         });
     }
 
-    fn verify(&self, height: u64, value: Hash, proposer: Address) {
+    fn verify(&mut self, height: u64, value: Hash, proposer: Address) {
         let internal = self.internal.clone();
         let Some(block) = self.blocks.get(&value).cloned() else {
             // Proposals are fed only with their block, but the cache may
@@ -536,8 +536,10 @@ impl Actor {
             return;
         };
         let (ledger, mempool) = (self.ledger.clone(), self.mempool.clone());
+        // A peer's block was hashed by the gate's body check already.
+        let ids = self.gate.take_tx_ids(&value);
         tokio::spawn(async move {
-            let hashes = block.txs.iter().map(|tx| tx.hash()).collect();
+            let hashes = ids.unwrap_or_else(|| block.txs.iter().map(|tx| tx.hash()).collect());
             // A stopped mempool only means every sender is recovered again.
             let known = mempool.get_many(hashes).await.unwrap_or_default();
             let result = ledger.verify(block, known).await;
