@@ -103,6 +103,9 @@ pub struct MempoolSection {
     pub max_bytes: usize,
     pub max_nonce_gap: u64,
     pub ttl_ms: u64,
+    pub max_queued: usize,
+    pub max_queued_per_sender: usize,
+    pub price_bump_percent: u64,
     pub gossip_batch_max: usize,
     pub gossip_batch_interval_ms: u64,
 }
@@ -173,6 +176,9 @@ impl Default for MempoolSection {
             max_bytes: m.max_bytes,
             max_nonce_gap: m.max_nonce_gap,
             ttl_ms: m.ttl_ms,
+            max_queued: m.max_queued,
+            max_queued_per_sender: m.max_queued_per_sender,
+            price_bump_percent: m.price_bump_percent,
             gossip_batch_max: 1000,
             gossip_batch_interval_ms: 20,
         }
@@ -204,6 +210,9 @@ impl MempoolSection {
             max_bytes: self.max_bytes,
             max_nonce_gap: self.max_nonce_gap,
             ttl_ms: self.ttl_ms,
+            max_queued: self.max_queued,
+            max_queued_per_sender: self.max_queued_per_sender,
+            price_bump_percent: self.price_bump_percent,
         }
     }
 }
@@ -301,6 +310,14 @@ max_bytes = {max_bytes}
 max_nonce_gap = {max_nonce_gap}
 # Transactions pending longer than this (ms) are dropped.
 ttl_ms = {ttl_ms}
+# Transactions behind a nonce gap (an earlier nonce of the sender is
+# missing) cannot execute yet: at most this many are held in all, and per
+# sender. They are evicted first when the pool is full.
+max_queued = {max_queued}
+max_queued_per_sender = {max_queued_per_sender}
+# A transaction with the sender and nonce of a pending one replaces it when
+# its fee is at least this many percent higher.
+price_bump_percent = {price_bump_percent}
 # Transactions submitted here are gossiped in batches of at most this many,
 # at least every gossip_batch_interval_ms.
 gossip_batch_max = {gossip_batch_max}
@@ -338,6 +355,9 @@ filter = {filter}
             max_bytes = m.max_bytes,
             max_nonce_gap = m.max_nonce_gap,
             ttl_ms = m.ttl_ms,
+            max_queued = m.max_queued,
+            max_queued_per_sender = m.max_queued_per_sender,
+            price_bump_percent = m.price_bump_percent,
             gossip_batch_max = m.gossip_batch_max,
             gossip_batch_interval_ms = m.gossip_batch_interval_ms,
             sync_interval = s.interval_ms,

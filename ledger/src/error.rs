@@ -125,8 +125,24 @@ pub enum MempoolError {
     Invalid(#[from] TxError),
     #[error("transaction {0} is already in the mempool")]
     AlreadyKnown(Hash),
-    #[error("a transaction from {sender} with nonce {nonce} is already pending")]
-    NonceTaken { sender: Address, nonce: u64 },
+    #[error(
+        "a transaction from {sender} with nonce {nonce} is already pending; \
+         a replacement must pay a fee of at least {min_fee}"
+    )]
+    ReplacementUnderpriced {
+        sender: Address,
+        nonce: u64,
+        min_fee: u128,
+    },
+    #[error(
+        "account {sender} already has {max} transactions waiting behind a nonce gap; \
+         send nonce {next} first"
+    )]
+    QueueFull {
+        sender: Address,
+        max: usize,
+        next: u64,
+    },
     #[error(
         "nonce {got} is too far ahead: account {sender} is at {expected}, at most {max_gap} ahead is held"
     )]

@@ -30,7 +30,7 @@ pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
 #[cfg(feature = "store")]
 pub use execution::{ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block};
-pub use mempool::{AddError, Mempool, MempoolConfig};
+pub use mempool::{AddError, DropReason, Mempool, MempoolConfig, PoolEvents, PoolStats};
 pub use params::{ExecParams, GenesisState};
 pub use state::{Account, AccountProof, StateReader, verify_account_proof};
 #[cfg(feature = "store")]

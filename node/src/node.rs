@@ -259,6 +259,7 @@ impl Node {
                     .collect(),
                 validator,
                 p2p_addrs: p2p_addrs.iter().map(ToString::to_string).collect(),
+                recovery: rpc::Recovery::new(),
             };
             let (addr, handle) = rpc::start(&config.rpc, context).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");

@@ -26,7 +26,8 @@ pub mod codes {
     pub const INVALID_TX: i32 = 1001;
     /// The transaction is for another chain.
     pub const WRONG_CHAIN: i32 = 1002;
-    /// The nonce is below the account's, already pending, or too far ahead.
+    /// The nonce is below the account's or too far ahead, or the sender
+    /// already has the most transactions allowed behind a nonce gap.
     pub const BAD_NONCE: i32 = 1003;
     /// The sender cannot pay amount plus fee, or the fee is below the minimum.
     pub const CANNOT_PAY: i32 = 1004;
@@ -38,6 +39,12 @@ pub mod codes {
     pub const TIMEOUT: i32 = 1007;
     /// The transaction was dropped from the mempool before committing.
     pub const DROPPED: i32 = 1008;
+    /// A transaction with this sender and nonce is pending, and this one does
+    /// not pay enough more to replace it (the message gives the fee needed).
+    pub const REPLACEMENT_UNDERPRICED: i32 = 1009;
+    /// The node is checking as many submissions as it will queue; retry
+    /// after a short backoff.
+    pub const BUSY: i32 = 1010;
 }
 
 /// An error with one of the [`codes`].
@@ -59,6 +66,12 @@ pub enum TxStatusInfo {
     Unknown,
     /// In the mempool, waiting for a block.
     Pending,
+    /// In the mempool behind a nonce gap: an earlier nonce of its sender is
+    /// missing, and it cannot go into a block until that one arrives.
+    Queued,
+    /// Left this node's mempool without being committed, and why (it was
+    /// replaced, evicted for a higher fee, expired, or became invalid).
+    Dropped { reason: String },
     /// In a committed block.
     Committed {
         height: u64,
@@ -147,7 +160,11 @@ pub struct Status {
     pub peer_count: u32,
     /// This node's validator address, if it runs with a validator key.
     pub validator: Option<Address>,
+    /// Transactions in the mempool, executable and queued.
     pub mempool_size: u32,
+    /// Of them, those waiting behind a nonce gap.
+    #[serde(default)]
+    pub mempool_queued: u32,
     pub mempool_bytes: u64,
 }
 

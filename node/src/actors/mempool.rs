@@ -1,11 +1,16 @@
 //! The mempool actor: owns the pool, admits verified transactions (from RPC
 //! and gossip), hands candidates to the block builder, forgets what blocks
-//! commit, and gossips every transaction it admits in batches of its own.
+//! commit, and gossips every transaction that becomes executable, in batches
+//! of its own (a queued one waits until its nonce gap closes). It remembers
+//! why recent transactions were dropped, for `tally_getTransaction`.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_ledger::{AddError, Address, Hash, Mempool, Store, VerifiedTransaction};
+use tally_ledger::{
+    AddError, Address, DropReason, Hash, Mempool, PoolStats, Store, VerifiedTransaction,
+};
 use tally_p2p::Topic;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -25,9 +30,9 @@ enum Command {
         max_bytes: usize,
         reply: oneshot::Sender<Vec<Arc<VerifiedTransaction>>>,
     },
-    Get {
+    Lookup {
         hash: Hash,
-        reply: oneshot::Sender<Option<Arc<VerifiedTransaction>>>,
+        reply: oneshot::Sender<PoolStatus>,
     },
     GetMany {
         hashes: Vec<Hash>,
@@ -37,8 +42,43 @@ enum Command {
         hashes: Vec<Hash>,
     },
     Size {
-        reply: oneshot::Sender<(usize, usize)>,
+        reply: oneshot::Sender<PoolStats>,
     },
+}
+
+/// Where the pool has a transaction.
+#[derive(Clone, Debug)]
+pub enum PoolStatus {
+    /// Can go into the next block.
+    Executable(Arc<VerifiedTransaction>),
+    /// Waits behind a nonce gap of its sender.
+    Queued(Arc<VerifiedTransaction>),
+    /// Left the pool without being committed (recently, here).
+    Dropped(DropReason),
+    Unknown,
+}
+
+/// How many dropped transactions are remembered.
+const DROPPED_KEPT: usize = 65_536;
+
+/// The reasons of the latest [`DROPPED_KEPT`] drops.
+#[derive(Default)]
+struct DroppedLog {
+    reasons: HashMap<Hash, DropReason>,
+    order: VecDeque<Hash>,
+}
+
+impl DroppedLog {
+    fn record(&mut self, hash: Hash, reason: DropReason) {
+        if self.reasons.insert(hash, reason).is_none() {
+            self.order.push_back(hash);
+            if self.order.len() > DROPPED_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.reasons.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 /// Talks to the mempool actor.
@@ -89,8 +129,8 @@ impl MempoolHandle {
         .await
     }
 
-    pub async fn get(&self, hash: Hash) -> Result<Option<Arc<VerifiedTransaction>>, Stopped> {
-        self.call(|reply| Command::Get { hash, reply }).await
+    pub async fn lookup(&self, hash: Hash) -> Result<PoolStatus, Stopped> {
+        self.call(|reply| Command::Lookup { hash, reply }).await
     }
 
     /// For each of `hashes`, the transaction if held here (verified).
@@ -109,8 +149,8 @@ impl MempoolHandle {
             .map_err(|_| Stopped)
     }
 
-    /// Transactions and bytes held.
-    pub async fn size(&self) -> Result<(usize, usize), Stopped> {
+    /// Transactions (executable and queued) and bytes held.
+    pub async fn size(&self) -> Result<PoolStats, Stopped> {
         self.call(|reply| Command::Size { reply }).await
     }
 }
@@ -138,6 +178,7 @@ pub fn spawn(
         batch_interval: Duration::from_millis(config.gossip_batch_interval_ms.max(1)),
         tx_arrived,
         seen,
+        dropped: DroppedLog::default(),
     };
     (
         MempoolHandle { commands: tx },
@@ -157,6 +198,7 @@ struct Actor {
     /// Every hash admitted or committed, so gossip of it is not recovered
     /// again.
     seen: Arc<SeenTxs>,
+    dropped: DroppedLog,
 }
 
 impl Actor {
@@ -178,6 +220,7 @@ impl Actor {
                     if dropped > 0 {
                         debug!(dropped, "mempool: transactions made invalid by a block dropped");
                     }
+                    self.drain().await;
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await?,
@@ -188,6 +231,7 @@ impl Actor {
                     let evicted = self.pool.evict_expired(now_ms());
                     if evicted > 0 {
                         debug!(evicted, "mempool: expired transactions dropped");
+                        self.drain().await;
                     }
                 }
             }
@@ -198,24 +242,14 @@ impl Actor {
         match command {
             Command::Add { txs, reply } => {
                 let now = now_ms();
-                let mut results = Vec::with_capacity(txs.len());
-                for tx in txs {
-                    let encoded = tx.signed().encode();
-                    let result = self.pool.add(tx, self.store.as_ref(), now);
-                    if result.is_ok() {
-                        self.outbox.txs.push(encoded);
-                    }
-                    results.push(result);
-                }
-                if results.iter().any(Result::is_ok) {
-                    self.seen
-                        .insert_all(results.iter().filter_map(|r| r.as_ref().ok().copied()));
-                    self.tx_arrived.notify_one();
-                }
+                let results: Vec<_> = txs
+                    .into_iter()
+                    .map(|tx| self.pool.add(tx, self.store.as_ref(), now))
+                    .collect();
+                self.seen
+                    .insert_all(results.iter().filter_map(|r| r.as_ref().ok().copied()));
                 let _ = reply.send(results);
-                if self.outbox.txs.len() >= self.batch_max {
-                    self.flush().await;
-                }
+                self.drain().await;
             }
             Command::Reap {
                 max_txs,
@@ -224,8 +258,17 @@ impl Actor {
             } => {
                 let _ = reply.send(self.pool.reap(max_txs, max_bytes));
             }
-            Command::Get { hash, reply } => {
-                let _ = reply.send(self.pool.get(&hash));
+            Command::Lookup { hash, reply } => {
+                let status = match self.pool.get(&hash) {
+                    Some(tx) if self.pool.is_executable(&hash) => PoolStatus::Executable(tx),
+                    Some(tx) => PoolStatus::Queued(tx),
+                    None => self
+                        .dropped
+                        .reasons
+                        .get(&hash)
+                        .map_or(PoolStatus::Unknown, |r| PoolStatus::Dropped(*r)),
+                };
+                let _ = reply.send(status);
             }
             Command::GetMany { hashes, reply } => {
                 let found = hashes.iter().map(|hash| self.pool.get(hash)).collect();
@@ -235,22 +278,58 @@ impl Actor {
                 for hash in &hashes {
                     self.pool.remove(hash);
                 }
+                self.drain().await;
             }
             Command::Size { reply } => {
-                let _ = reply.send((self.pool.len(), self.pool.bytes()));
+                let _ = reply.send(self.pool.stats());
             }
         }
         Ok(())
     }
 
+    /// Queues what became executable for gossip (waking the block builder)
+    /// and records what was dropped.
+    async fn drain(&mut self) {
+        let events = self.pool.take_events();
+        for (hash, reason) in events.dropped {
+            self.dropped.record(hash, reason);
+        }
+        // Not what left again in the same step (evicted, replaced), and
+        // each once.
+        let mut announced = HashSet::new();
+        let executable: Vec<_> = events
+            .executable
+            .iter()
+            .filter(|tx| self.pool.contains(&tx.hash()) && announced.insert(tx.hash()))
+            .collect();
+        if !executable.is_empty() {
+            self.tx_arrived.notify_one();
+            self.outbox
+                .txs
+                .extend(executable.iter().map(|tx| tx.signed().encode()));
+            if self.outbox.txs.len() >= self.batch_max {
+                self.flush().await;
+            }
+        }
+    }
+
+    /// Gossips the outbox, in batches of at most `batch_max`.
     async fn flush(&mut self) {
-        let batch = std::mem::take(&mut self.outbox);
-        let count = batch.txs.len();
-        match self.network.publish(Topic::Txs, encode(&batch)).await {
-            Ok(_) => debug!(count, "gossiped a transaction batch"),
-            // Alone (a one-validator dev chain) there is no one to tell.
-            Err(tally_p2p::Error::NoPeers) => {}
-            Err(e) => warn!(count, error = %e, "could not gossip transactions"),
+        let mut txs = std::mem::take(&mut self.outbox.txs);
+        while !txs.is_empty() {
+            let rest = txs.split_off(txs.len().min(self.batch_max));
+            let count = txs.len();
+            match self
+                .network
+                .publish(Topic::Txs, encode(&TxBatch { txs }))
+                .await
+            {
+                Ok(_) => debug!(count, "gossiped a transaction batch"),
+                // Alone (a one-validator dev chain) there is no one to tell.
+                Err(tally_p2p::Error::NoPeers) => {}
+                Err(e) => warn!(count, error = %e, "could not gossip transactions"),
+            }
+            txs = rest;
         }
     }
 }

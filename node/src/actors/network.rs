@@ -251,16 +251,14 @@ pub fn spawn(
                         budgets.clone(),
                     );
                     tokio::spawn(async move {
-                        let checked = {
-                            let rules = rules.clone();
+                        // A panic while checking counts as a fault.
+                        let checked =
                             tokio::task::spawn_blocking(move || check_batch(&data, &rules))
                                 .await
                                 .unwrap_or(Checked {
-                                    verified: Vec::new(),
-                                    recovered: 0,
                                     fault: true,
-                                })
-                        };
+                                    ..Checked::default()
+                                });
                         drop(permit);
                         let recovered = checked.recovered;
                         let mut wasted = recovered;

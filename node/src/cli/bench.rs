@@ -58,7 +58,11 @@ pub struct BenchReport {
     pub senders: usize,
     pub submitted: u64,
     pub accepted: u64,
+    /// Refused for good (after retries), by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Submissions sent again after a refusal for now (pool full, busy, or
+    /// behind a nonce gap while an earlier nonce was on its way).
+    pub retried: u64,
     pub committed: u64,
     pub submit_rate_tps: f64,
     /// Committed transfers per second from the first submission to the
@@ -243,6 +247,44 @@ struct Shared {
     rejected: Mutex<BTreeMap<String, u64>>,
     accepted: AtomicU64,
     submitted: AtomicU64,
+    /// Refused for now (pool full, busy, or behind a nonce gap because an
+    /// earlier nonce is still on its way): sent again after a backoff, so
+    /// that no sender is left with a gap.
+    retry: Mutex<Vec<(Hash, String)>>,
+    attempts: Mutex<HashMap<Hash, u32>>,
+    retried: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// Pause before sending refused-for-now transfers again, and how often.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_ATTEMPTS: u32 = 200;
+
+/// Whether a refusal is the node's state of the moment, worth a retry.
+fn retryable(code: i32, message: &str) -> bool {
+    code == tally_rpc::codes::MEMPOOL_FULL
+        || code == tally_rpc::codes::BUSY
+        || (code == tally_rpc::codes::BAD_NONCE && message.contains("behind a nonce gap"))
+}
+
+impl Shared {
+    /// Queues `tx` for another attempt unless it has had enough; false if
+    /// it gives up.
+    async fn again(&self, hash: Hash, raw: String) -> bool {
+        let mut attempts = self.attempts.lock().await;
+        let n = attempts.entry(hash).or_default();
+        *n += 1;
+        if *n > MAX_ATTEMPTS {
+            return false;
+        }
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        self.retry.lock().await.push((hash, raw));
+        true
+    }
+
+    async fn reject(&self, why: String, count: u64) {
+        *self.rejected.lock().await.entry(why).or_default() += count;
+    }
 }
 
 /// The reason of a rejection without its specifics (addresses, numbers).
@@ -352,6 +394,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
         rejected: Mutex::default(),
         accepted: AtomicU64::new(0),
         submitted: AtomicU64::new(0),
+        retry: Mutex::default(),
+        attempts: Mutex::default(),
+        retried: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
     });
     let queue = Arc::new(Mutex::new(batches.into_iter()));
     let start = Instant::now();
@@ -374,10 +420,24 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
             let (queue, shared) = (queue.clone(), shared.clone());
             tokio::spawn(async move {
                 loop {
-                    let Some(batch) = queue.lock().await.next() else {
-                        return;
+                    let next = queue.lock().await.next();
+                    let (batch, fresh) = match next {
+                        Some(batch) => (batch, true),
+                        None => {
+                            let retry = std::mem::take(&mut *shared.retry.lock().await);
+                            if retry.is_empty() {
+                                if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                                    return;
+                                }
+                                tokio::time::sleep(RETRY_BACKOFF / 2).await;
+                                continue;
+                            }
+                            tokio::time::sleep(RETRY_BACKOFF).await;
+                            (retry, false)
+                        }
                     };
-                    if rate > 0 {
+                    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if rate > 0 && fresh {
                         // Hold the batch until the target rate allows it.
                         let due = Duration::from_secs_f64(
                             shared.submitted.load(Ordering::Relaxed) as f64 / rate as f64,
@@ -386,42 +446,51 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
                             tokio::time::sleep(wait).await;
                         }
                     }
-                    shared
-                        .submitted
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if fresh {
+                        shared
+                            .submitted
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
                     let sent = Instant::now();
                     let (hashes, raws): (Vec<Hash>, Vec<String>) = batch.into_iter().unzip();
-                    match client.send_raw_transactions(raws).await {
+                    match client.send_raw_transactions(raws.clone()).await {
                         Ok(results) => {
-                            let mut at = shared.submitted_at.lock().await;
                             let mut accepted = 0;
-                            for (hash, result) in hashes.iter().zip(&results) {
+                            for ((hash, raw), result) in hashes.iter().zip(raws).zip(&results) {
                                 match &result.error {
                                     None => {
-                                        at.insert(*hash, sent);
+                                        shared.submitted_at.lock().await.insert(*hash, sent);
                                         accepted += 1;
                                     }
-                                    Some(e) => {
-                                        *shared
-                                            .rejected
-                                            .lock()
-                                            .await
-                                            .entry(reason(&e.message))
-                                            .or_default() += 1;
+                                    Some(e) if retryable(e.code, &e.message) => {
+                                        if !shared.again(*hash, raw).await {
+                                            shared.reject(reason(&e.message), 1).await;
+                                        }
                                     }
+                                    Some(e) => shared.reject(reason(&e.message), 1).await,
                                 }
                             }
                             shared.accepted.fetch_add(accepted, Ordering::Relaxed);
                         }
+                        Err(jsonrpsee::core::ClientError::Call(e))
+                            if retryable(e.code(), e.message()) =>
+                        {
+                            for (hash, raw) in hashes.into_iter().zip(raws) {
+                                if !shared.again(hash, raw).await {
+                                    shared.reject(reason(e.message()), 1).await;
+                                }
+                            }
+                        }
                         Err(e) => {
-                            *shared
-                                .rejected
-                                .lock()
-                                .await
-                                .entry(format!("rpc error: {}", reason(&e.to_string())))
-                                .or_default() += hashes.len() as u64;
+                            shared
+                                .reject(
+                                    format!("rpc error: {}", reason(&e.to_string())),
+                                    hashes.len() as u64,
+                                )
+                                .await;
                         }
                     }
+                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
             })
         })
@@ -520,6 +589,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
         submitted: shared.submitted.load(Ordering::Relaxed),
         accepted: shared.accepted.load(Ordering::Relaxed),
         rejected: shared.rejected.lock().await.clone(),
+        retried: shared.retried.load(Ordering::Relaxed),
         committed,
         submit_rate_tps: shared.submitted.load(Ordering::Relaxed) as f64
             / submit_elapsed.as_secs_f64(),
@@ -551,6 +621,9 @@ pub fn print(report: &BenchReport) {
         "submitted / accepted",
         format!("{} / {}", report.submitted, report.accepted),
     );
+    if report.retried > 0 {
+        row("  retried (refused for now)", report.retried.to_string());
+    }
     for (reason, count) in &report.rejected {
         row("  rejected", format!("{count}  {reason}"));
     }

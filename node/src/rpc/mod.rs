@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jsonrpsee::core::{SubscriptionResult, async_trait};
@@ -21,11 +21,11 @@ use tally_rpc::{
     AccountInfo, BlockInfo, BlockSummary, PeerInfo, Status, SubmitError, SubmitResult,
     TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_hex,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::actors::ledger::NewBlock;
-use crate::actors::mempool::MempoolHandle;
+use crate::actors::mempool::{MempoolHandle, PoolStatus};
 use crate::config::RpcConfig;
 use crate::par_map;
 
@@ -48,6 +48,7 @@ pub struct RpcContext {
     pub validators: Vec<ValidatorInfo>,
     pub validator: Option<Address>,
     pub p2p_addrs: Vec<String>,
+    pub recovery: Recovery,
 }
 
 /// Starts the server; it runs until the handle is stopped.
@@ -120,8 +121,11 @@ fn add_error(e: &AddError) -> ErrorObjectOwned {
         AddError::Rejected(MempoolError::Invalid(tx)) => tx_error_code(tx),
         AddError::Rejected(MempoolError::AlreadyKnown(_)) => codes::ALREADY_KNOWN,
         AddError::Rejected(
-            MempoolError::NonceTaken { .. } | MempoolError::NonceTooFarAhead { .. },
+            MempoolError::QueueFull { .. } | MempoolError::NonceTooFarAhead { .. },
         ) => codes::BAD_NONCE,
+        AddError::Rejected(MempoolError::ReplacementUnderpriced { .. }) => {
+            codes::REPLACEMENT_UNDERPRICED
+        }
         AddError::Rejected(MempoolError::Full { .. }) => codes::MEMPOOL_FULL,
         AddError::Store(_) => codes::INTERNAL,
     };
@@ -151,24 +155,94 @@ fn summary(block: &NewBlock) -> BlockSummary {
     }
 }
 
-/// Decodes and verifies raw transactions on every core, off the async
-/// workers.
-async fn verify_all(
-    raw: Vec<Vec<u8>>,
-) -> Result<Vec<Result<VerifiedTransaction, TxError>>, ErrorObjectOwned> {
-    tokio::task::spawn_blocking(move || {
-        par_map(&raw, |bytes| VerifiedTransaction::from_bytes(bytes))
-    })
-    .await
-    .map_err(internal)
+/// Signature recovery for submissions, off the async workers: at most
+/// `running` jobs at once on the blocking pool and [`MAX_WAITING`] waiting
+/// for one; beyond that the call is answered "busy" at once, so a flood of
+/// submissions cannot queue without bound in front of the node's own work.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    running: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Submissions that may wait for a recovery job.
+const MAX_WAITING: usize = 64;
+
+impl Recovery {
+    /// As many jobs as cores (a batch's job spreads over the cores itself,
+    /// so a burst of batches can use twice as many threads as cores).
+    pub fn new() -> Recovery {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Recovery {
+            running: Arc::new(Semaphore::new(cores)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ErrorObjectOwned> {
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Counted while waiting, also when the caller goes away.
+                struct Waiting<'a>(&'a AtomicUsize);
+                impl Drop for Waiting<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                let waiting = Waiting(&self.waiting);
+                if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+                    return Err(error(
+                        codes::BUSY,
+                        "busy: the node is checking as many submissions as it queues; retry shortly",
+                    ));
+                }
+                let permit = self
+                    .running
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(internal)?;
+                drop(waiting);
+                permit
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let out = job();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(internal)
+    }
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery::new()
+    }
 }
 
 impl RpcContext {
+    /// Decodes and verifies raw transactions on every core.
+    async fn verify_all(
+        &self,
+        raw: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<VerifiedTransaction, TxError>>, ErrorObjectOwned> {
+        self.recovery
+            .run(move || par_map(&raw, |bytes| VerifiedTransaction::from_bytes(bytes)))
+            .await
+    }
+
     async fn submit(&self, tx: &str) -> Result<Hash, ErrorObjectOwned> {
         let bytes = parse_hex("transaction", tx)?;
-        let verified = tokio::task::spawn_blocking(move || VerifiedTransaction::from_bytes(&bytes))
-            .await
-            .map_err(internal)?
+        let verified = self
+            .recovery
+            .run(move || VerifiedTransaction::from_bytes(&bytes))
+            .await?
             .map_err(|e| error(tx_error_code(&e), e.to_string()))?;
         let mut results = self.mempool.add(vec![verified]).await.map_err(internal)?;
         match results.pop() {
@@ -198,19 +272,22 @@ impl RpcContext {
                 sender,
             });
         }
-        if let Some(tx) = self.mempool.get(hash).await.map_err(internal)? {
-            return Ok(TxInfo {
-                hash,
-                status: TxStatusInfo::Pending,
-                tx: Some(tx.signed().clone()),
-                sender: Some(tx.sender()),
-            });
-        }
+        let (status, tx) = match self.mempool.lookup(hash).await.map_err(internal)? {
+            PoolStatus::Executable(tx) => (TxStatusInfo::Pending, Some(tx)),
+            PoolStatus::Queued(tx) => (TxStatusInfo::Queued, Some(tx)),
+            PoolStatus::Dropped(reason) => (
+                TxStatusInfo::Dropped {
+                    reason: reason.to_string(),
+                },
+                None,
+            ),
+            PoolStatus::Unknown => (TxStatusInfo::Unknown, None),
+        };
         Ok(TxInfo {
             hash,
-            status: TxStatusInfo::Unknown,
-            tx: None,
-            sender: None,
+            status,
+            sender: tx.as_ref().map(|tx| tx.sender()),
+            tx: tx.map(|tx| tx.signed().clone()),
         })
     }
 
@@ -264,7 +341,7 @@ impl TallyApiServer for RpcContext {
         let mut hashes: Vec<Option<Hash>> = vec![None; txs.len()];
         let mut admit = Vec::with_capacity(raw.len());
         let mut admit_positions = Vec::with_capacity(raw.len());
-        for (verified, i) in verify_all(raw).await?.into_iter().zip(positions) {
+        for (verified, i) in self.verify_all(raw).await?.into_iter().zip(positions) {
             match verified {
                 Ok(tx) => {
                     admit.push(tx);
@@ -317,7 +394,13 @@ impl TallyApiServer for RpcContext {
                         let info = self.tx_info(hash).await?;
                         match info.status {
                             TxStatusInfo::Committed { .. } => return Ok(info),
-                            TxStatusInfo::Pending => {}
+                            TxStatusInfo::Pending | TxStatusInfo::Queued => {}
+                            TxStatusInfo::Dropped { reason } => {
+                                return Err(error(
+                                    codes::DROPPED,
+                                    format!("transaction {hash} was dropped: {reason}"),
+                                ));
+                            }
                             TxStatusInfo::Unknown => {
                                 return Err(error(
                                     codes::DROPPED,
@@ -400,7 +483,7 @@ impl TallyApiServer for RpcContext {
                 .map_or(0, |b| b.header.time),
         };
         let peers = self.network.peers().await.map_err(internal)?;
-        let (mempool_size, mempool_bytes) = self.mempool.size().await.map_err(internal)?;
+        let pool = self.mempool.size().await.map_err(internal)?;
         Ok(Status {
             chain_id: self.chain_id,
             chain_name: self.chain_name.clone(),
@@ -415,8 +498,9 @@ impl TallyApiServer for RpcContext {
             syncing: self.syncing.load(Ordering::Relaxed),
             peer_count: u32::try_from(peers.len()).unwrap_or(u32::MAX),
             validator: self.validator,
-            mempool_size: u32::try_from(mempool_size).unwrap_or(u32::MAX),
-            mempool_bytes: mempool_bytes as u64,
+            mempool_size: u32::try_from(pool.executable + pool.queued).unwrap_or(u32::MAX),
+            mempool_queued: u32::try_from(pool.queued).unwrap_or(u32::MAX),
+            mempool_bytes: pool.bytes as u64,
         })
     }
 
@@ -485,7 +569,10 @@ impl TallyApiServer for RpcContext {
                         if info.status != last.status {
                             sink.send(serde_json::value::to_raw_value(&info)?).await?;
                         }
-                        if info.status == TxStatusInfo::Unknown {
+                        if matches!(
+                            info.status,
+                            TxStatusInfo::Unknown | TxStatusInfo::Dropped { .. }
+                        ) {
                             return Ok(());
                         }
                         last = info;

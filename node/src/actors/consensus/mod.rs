@@ -282,7 +282,7 @@ impl Actor {
 
     async fn interval_passed(&mut self, height: u64) -> anyhow::Result<()> {
         let idle_for = self.settings.empty_block_interval;
-        let pending = self.mempool.size().await.map(|(txs, _)| txs).unwrap_or(1);
+        let pending = self.mempool.size().await.map_or(1, |s| s.executable);
         let remaining = idle_for.saturating_sub(self.height_started.elapsed());
         if pending > 0 || remaining.is_zero() {
             return self.start_height(height).await;

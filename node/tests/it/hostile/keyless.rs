@@ -1,6 +1,7 @@
 //! Attacks by peers without a validator key, against four honest
 //! validators: one network, one scenario after another.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tally_ledger::{Address, Block, Commit, SecretKey, Transaction};
@@ -9,7 +10,9 @@ use tally_node::wire::{
 };
 use tally_p2p::{Event, PeerId, Topic, Verdict};
 
-use super::{Attacker, Behaviour, Net, Target, junk_hash, tip, with_identities};
+use tokio::sync::Semaphore;
+
+use super::{Attacker, Behaviour, Net, Target, junk_hash, tip, with_identities, with_many};
 use crate::harness::wait_height;
 
 /// Answers what the network hands an attacker: every gossip message is
@@ -260,10 +263,20 @@ impl Behaviour for SyncTrap {
     }
 }
 
-/// As many whole-chain block requests as the nodes let one peer have in
-/// flight, again and again.
+/// Whole-chain block requests, up to 64 in flight per identity, again and
+/// again (run with several identities at once).
 struct SyncFlood {
     peers: Vec<PeerId>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl SyncFlood {
+    fn new(target: &Target) -> SyncFlood {
+        SyncFlood {
+            peers: target.peers.clone(),
+            in_flight: Arc::new(Semaphore::new(64)),
+        }
+    }
 }
 
 impl Behaviour for SyncFlood {
@@ -277,7 +290,11 @@ impl Behaviour for SyncFlood {
     }
 
     async fn on_tick(&mut self, a: &Attacker) -> u64 {
+        let mut sent = 0;
         for peer in &self.peers {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                break;
+            };
             let (handle, peer) = (a.handle.clone(), *peer);
             tokio::spawn(async move {
                 let request = encode(&SyncRequest::Blocks {
@@ -285,9 +302,11 @@ impl Behaviour for SyncFlood {
                     count: u32::MAX,
                 });
                 let _ = handle.request(peer, request).await;
+                drop(permit);
             });
+            sent += 1;
         }
-        self.peers.len() as u64
+        sent
     }
 }
 
@@ -360,13 +379,14 @@ async fn keyless_peers_cannot_stop_slow_or_exhaust_four_validators() {
     net.expect(report.sent > 0, || "nobody asked the trap".into());
     net.expect(report.lives > 1, || "the sync trap was never banned".into());
 
-    net.survive("sync request flood", |t, stop| {
-        let flood = SyncFlood {
-            peers: t.peers.clone(),
-        };
-        with_identities(t, stop, flood)
-    })
-    .await;
+    // Eight identities at once (all from one address).
+    let report = net
+        .survive("sync request flood", |t, stop| {
+            let floods = (0..8).map(|_| SyncFlood::new(&t)).collect();
+            with_many(t, stop, floods)
+        })
+        .await;
+    net.expect(report.sent > 0, || "no sync request was sent".into());
     net.finish().await;
 }
 

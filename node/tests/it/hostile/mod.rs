@@ -423,6 +423,25 @@ pub async fn with_identities<B: Behaviour>(
     report
 }
 
+/// Runs several identities at once, one per behaviour; their reports add up.
+pub async fn with_many<B: Behaviour + 'static>(
+    target: Target,
+    stop: Arc<AtomicBool>,
+    behaviours: Vec<B>,
+) -> Report {
+    let tasks: Vec<_> = behaviours
+        .into_iter()
+        .map(|b| tokio::spawn(with_identities(target.clone(), stop.clone(), b)))
+        .collect();
+    let mut report = Report::default();
+    for task in tasks {
+        let one = task.await.expect("attacker task");
+        report.lives += one.lives;
+        report.sent += one.sent;
+    }
+    report
+}
+
 /// A hash no block has.
 pub fn junk_hash(tag: u64) -> Hash {
     tally_ledger::keccak256(&tag.to_le_bytes())
