@@ -315,14 +315,7 @@ impl Mempool {
             });
         // Everything this sender already has pending must stay payable too.
         let needed = pending.checked_add(cost).ok_or(TxError::CostOverflow)?;
-        if needed > account.balance {
-            return Err(TxError::InsufficientBalance {
-                sender,
-                available: account.balance,
-                needed,
-            }
-            .into());
-        }
+        payable(sender, &account, needed)?;
         let class = if body.nonce > run_end {
             Class::Queued
         } else if body.nonce == next_nonce {
@@ -415,14 +408,7 @@ impl Mempool {
         let needed = (queue.pending_cost - old_cost)
             .checked_add(cost)
             .ok_or(TxError::CostOverflow)?;
-        if needed > account.balance {
-            return Err(TxError::InsufficientBalance {
-                sender,
-                available: account.balance,
-                needed,
-            }
-            .into());
-        }
+        payable(sender, account, needed)?;
         if self.bytes - old_len + tx.encoded_len() > self.config.max_bytes {
             return Err(self.full_bytes().into());
         }
@@ -830,6 +816,18 @@ impl Mempool {
         }
         Ok(())
     }
+}
+
+/// Whether `account` covers `needed` (everything its sender has pending).
+fn payable(sender: Address, account: &Account, needed: u128) -> Result<(), TxError> {
+    if needed > account.balance {
+        return Err(TxError::InsufficientBalance {
+            sender,
+            available: account.balance,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// The lowest fee of a sender's transactions.
