@@ -35,6 +35,9 @@ impl Home {
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir().join("store")
     }
+    pub fn mempool_journal_file(&self) -> PathBuf {
+        self.data_dir().join("mempool.journal")
+    }
     pub fn signing_state_file(&self) -> PathBuf {
         self.data_dir().join("signing_state.bin")
     }
@@ -93,7 +96,13 @@ pub struct RpcConfig {
     pub max_batch_len: u32,
     pub max_connections: u32,
     pub max_subscriptions_per_connection: u32,
+    pub max_subscriptions: u32,
     pub cors_allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub ws_ping_interval_ms: u64,
+    pub ws_idle_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,6 +117,7 @@ pub struct MempoolSection {
     pub price_bump_percent: u64,
     pub gossip_batch_max: usize,
     pub gossip_batch_interval_ms: u64,
+    pub journal: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,7 +173,13 @@ impl Default for RpcConfig {
             max_batch_len: 1000,
             max_connections: 256,
             max_subscriptions_per_connection: 1024,
+            max_subscriptions: 16_384,
             cors_allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 10_000,
+            ws_ping_interval_ms: 30_000,
+            ws_idle_timeout_ms: 60_000,
         }
     }
 }
@@ -181,6 +197,7 @@ impl Default for MempoolSection {
             price_bump_percent: m.price_bump_percent,
             gossip_batch_max: 1000,
             gossip_batch_interval_ms: 20,
+            journal: true,
         }
     }
 }
@@ -296,11 +313,26 @@ max_response_body_bytes = {max_response_body_bytes}
 max_batch_len = {max_batch_len}
 # Most simultaneous HTTP/WebSocket connections.
 max_connections = {rpc_max_connections}
-# Most subscriptions one WebSocket connection may hold.
+# Most subscriptions one WebSocket connection may hold (error -32006
+# beyond), and all connections together (error 1011 beyond).
 max_subscriptions_per_connection = {max_subscriptions_per_connection}
+max_subscriptions = {max_subscriptions}
 # Origins browsers may call from (CORS), e.g. ["http://localhost:3000"];
 # ["*"] allows any; empty sends no CORS headers.
 cors_allowed_origins = {cors}
+# Host headers served, e.g. ["localhost:*", "rpc.example.org"] (a port of
+# "*" matches any); others get HTTP 403. Empty serves any Host. Set it when
+# the port is reachable from a browser, against DNS rebinding.
+allowed_hosts = {allowed_hosts}
+# A connection must send a request's headers within this many ms (also
+# between requests on a kept-alive connection), and each part of its body
+# within body_read_timeout_ms of the last, or it is closed.
+header_read_timeout_ms = {header_read_timeout_ms}
+body_read_timeout_ms = {body_read_timeout_ms}
+# WebSocket connections are pinged this often (ms); one that sends nothing,
+# not even a pong, for ws_idle_timeout_ms is closed. 0 turns pings off.
+ws_ping_interval_ms = {ws_ping_interval_ms}
+ws_idle_timeout_ms = {ws_idle_timeout_ms}
 
 [mempool]
 # Most transactions and bytes held; beyond them submissions are refused.
@@ -322,6 +354,10 @@ price_bump_percent = {price_bump_percent}
 # at least every gossip_batch_interval_ms.
 gossip_batch_max = {gossip_batch_max}
 gossip_batch_interval_ms = {gossip_batch_interval_ms}
+# Keep the transactions this node's clients submitted in data/mempool.journal,
+# so that a crash or restart loses none: they are admitted and gossiped again
+# at start, and any that can no longer apply are reported dropped.
+journal = {journal}
 
 [sync]
 # How often (ms) to ask peers for their height and fetch blocks when behind.
@@ -350,7 +386,13 @@ filter = {filter}
             max_batch_len = r.max_batch_len,
             rpc_max_connections = r.max_connections,
             max_subscriptions_per_connection = r.max_subscriptions_per_connection,
+            max_subscriptions = r.max_subscriptions,
             cors = list(&r.cors_allowed_origins),
+            allowed_hosts = list(&r.allowed_hosts),
+            header_read_timeout_ms = r.header_read_timeout_ms,
+            body_read_timeout_ms = r.body_read_timeout_ms,
+            ws_ping_interval_ms = r.ws_ping_interval_ms,
+            ws_idle_timeout_ms = r.ws_idle_timeout_ms,
             max_txs = m.max_txs,
             max_bytes = m.max_bytes,
             max_nonce_gap = m.max_nonce_gap,
@@ -360,6 +402,7 @@ filter = {filter}
             price_bump_percent = m.price_bump_percent,
             gossip_batch_max = m.gossip_batch_max,
             gossip_batch_interval_ms = m.gossip_batch_interval_ms,
+            journal = m.journal,
             sync_interval = s.interval_ms,
             batch_blocks = s.batch_blocks,
             filter = toml_value(&l.filter),

@@ -12,12 +12,15 @@
 //! - [`store`]: RocksDB tables, with one atomic write per committed block
 //!   (feature `store`).
 //! - [`mempool`]: verified transactions waiting for a block.
+//! - [`journal`]: the crash-safe file of transactions a node accepted from
+//!   its own clients.
 
 pub mod block;
 pub mod crypto;
 pub mod error;
 #[cfg(feature = "store")]
 pub mod execution;
+pub mod journal;
 pub mod mempool;
 pub mod params;
 pub mod state;
@@ -30,6 +33,7 @@ pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
 #[cfg(feature = "store")]
 pub use execution::{ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block};
+pub use journal::{Journal, Replay};
 pub use mempool::{AddError, DropReason, Mempool, MempoolConfig, PoolEvents, PoolStats};
 pub use params::{ExecParams, GenesisState};
 pub use state::{Account, AccountProof, StateReader, verify_account_proof};

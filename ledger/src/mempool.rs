@@ -105,6 +105,54 @@ impl std::fmt::Display for DropReason {
     }
 }
 
+impl DropReason {
+    const ALL: [DropReason; 7] = [
+        DropReason::Replaced,
+        DropReason::Evicted,
+        DropReason::Expired,
+        DropReason::NonceUsed,
+        DropReason::Unpayable,
+        DropReason::Invalid,
+        DropReason::Orphaned,
+    ];
+
+    /// A stable one-byte code (the journal stores it).
+    pub fn code(self) -> u8 {
+        match self {
+            DropReason::Replaced => 1,
+            DropReason::Evicted => 2,
+            DropReason::Expired => 3,
+            DropReason::NonceUsed => 4,
+            DropReason::Unpayable => 5,
+            DropReason::Invalid => 6,
+            DropReason::Orphaned => 7,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<DropReason> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The reason a transaction that could not be admitted again (after a
+    /// restart) is reported dropped with.
+    pub fn of_refusal(error: &MempoolError) -> DropReason {
+        match error {
+            MempoolError::Invalid(TxError::NonceTooLow { .. }) => DropReason::NonceUsed,
+            MempoolError::Invalid(
+                TxError::InsufficientBalance { .. }
+                | TxError::CostOverflow
+                | TxError::BalanceOverflow,
+            ) => DropReason::Unpayable,
+            MempoolError::ReplacementUnderpriced { .. } => DropReason::Replaced,
+            MempoolError::Full { .. } => DropReason::Evicted,
+            MempoolError::QueueFull { .. } | MempoolError::NonceTooFarAhead { .. } => {
+                DropReason::Orphaned
+            }
+            MempoolError::Invalid(_) | MempoolError::AlreadyKnown(_) => DropReason::Invalid,
+        }
+    }
+}
+
 /// What changed in the pool since the last [`Mempool::take_events`].
 #[derive(Debug, Default)]
 pub struct PoolEvents {
@@ -517,15 +565,25 @@ impl Mempool {
 
     /// Executable transactions, at most `max_txs` and `max_bytes` of them:
     /// each sender's run in nonce order, the sender whose next transaction
-    /// pays the highest fee first (earliest arrival among equals). Nothing is
-    /// removed.
+    /// pays the highest fee first. Among equal fees senders take turns (the
+    /// one with fewer transactions taken so far first, then the earliest
+    /// arrival), so a backlog of a few busy senders does not hold back a
+    /// newcomer's first transfer: it goes into the next block that has room
+    /// for one transaction per sender. Nothing is removed.
     pub fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Arc<VerifiedTransaction>> {
-        // Heap of (fee, earliest arrival, sender, nonce) of each sender's
-        // next executable transaction.
+        // Heap of (fee, fewest taken, earliest arrival, sender, nonce) of
+        // each sender's next executable transaction.
         let mut heads = BinaryHeap::new();
         let entry = |sender: Address, nonce: u64, hash: &Hash| {
             let pooled = &self.txs[hash];
-            (pooled.tx.tx().fee, Reverse(pooled.seq), sender, nonce)
+            let taken = nonce - self.senders[&sender].next_nonce;
+            (
+                pooled.tx.tx().fee,
+                Reverse(taken),
+                Reverse(pooled.seq),
+                sender,
+                nonce,
+            )
         };
         for (sender, queue) in &self.senders {
             if queue.next_nonce < queue.run_end {
@@ -535,7 +593,7 @@ impl Mempool {
         }
         let mut out = Vec::new();
         let mut bytes = 0;
-        while let Some((_, _, sender, nonce)) = heads.pop() {
+        while let Some((_, _, _, sender, nonce)) = heads.pop() {
             if out.len() == max_txs {
                 break;
             }

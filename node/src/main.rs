@@ -170,12 +170,24 @@ struct BenchArgs {
     /// Sender accounts (funded from the dev accounts on first use).
     #[arg(long, default_value_t = 1000)]
     senders: usize,
-    /// Transfers to submit.
-    #[arg(long, default_value_t = 50_000)]
-    txs: usize,
-    /// Target rate in transfers/s; 0 submits as fast as the nodes accept.
+    /// Transfers to submit (a burst; default 50000); with --duration, the
+    /// most to sign (by default what the bound allows in the time).
+    #[arg(long)]
+    txs: Option<usize>,
+    /// Submit for this long instead (sustained load), e.g. "60s".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Target rate of new transfers/s; 0 submits as fast as the windows allow.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Most unconfirmed transfers per sender (closed loop); default 8 with
+    /// --duration, 64 (the mempool's nonce reach) for a burst.
+    #[arg(long)]
+    window: Option<usize>,
+    /// With --duration: measure what the chain commits closed-loop first,
+    /// then offer this many times it (e.g. 2).
+    #[arg(long)]
+    overload: Option<f64>,
     /// Concurrent HTTP connections submitting.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -202,7 +214,12 @@ impl BenchArgs {
             endpoints: self.endpoints.clone(),
             senders: self.senders,
             txs: self.txs,
+            duration: self.duration,
             rate: self.rate,
+            window: self
+                .window
+                .unwrap_or(if self.duration.is_some() { 8 } else { 64 }),
+            overload: self.overload,
             connections: self.connections,
             batch: self.batch,
             nodes_on_machine: self.nodes_on_machine,

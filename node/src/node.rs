@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::actors::ledger::ChainParams;
+use crate::actors::priority::Priority;
 use crate::actors::{consensus, ledger, mempool, network, sync};
 use crate::chain::{
     Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set, validators_hash,
@@ -128,8 +129,10 @@ impl Node {
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let tx_arrived = Arc::new(tokio::sync::Notify::new());
         let seen_txs = Arc::new(network::SeenTxs::default());
+        let priority = Arc::new(Priority::default());
         let (mempool, mempool_task) = mempool::spawn(
             &config.mempool,
+            config.mempool.journal.then(|| home.mempool_journal_file()),
             genesis.chain_id,
             params.min_fee,
             store.clone(),
@@ -144,8 +147,13 @@ impl Node {
             validators: genesis_set.clone(),
             genesis_time_ms: genesis.genesis_time_ms(),
         };
-        let (ledger, ledger_task) =
-            ledger::spawn(store.clone(), chain, blocks_tx.clone(), committed_tx)?;
+        let (ledger, ledger_task) = ledger::spawn(
+            store.clone(),
+            chain,
+            blocks_tx.clone(),
+            committed_tx,
+            priority.clone(),
+        )?;
 
         let signing_path = key.as_ref().map(|_| home.signing_state_file());
         let signer = key.map(|k| {
@@ -206,6 +214,7 @@ impl Node {
                 new_blocks: blocks_tx.subscribe(),
                 tx_arrived,
                 tip,
+                priority: priority.clone(),
             },
         );
 
@@ -235,6 +244,7 @@ impl Node {
                 chain_id: genesis.chain_id,
                 min_fee: params.min_fee,
                 seen: seen_txs,
+                priority: priority.clone(),
             },
         );
 
@@ -260,6 +270,10 @@ impl Node {
                 validator,
                 p2p_addrs: p2p_addrs.iter().map(ToString::to_string).collect(),
                 recovery: rpc::Recovery::new(),
+                subscriptions: Arc::new(tokio::sync::Semaphore::new(
+                    config.rpc.max_subscriptions as usize,
+                )),
+                priority,
             };
             let (addr, handle) = rpc::start(&config.rpc, context).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");

@@ -45,6 +45,9 @@ pub mod codes {
     /// The node is checking as many submissions as it will queue; retry
     /// after a short backoff.
     pub const BUSY: i32 = 1010;
+    /// The node holds as many subscriptions (over all connections) as it
+    /// allows; retry later or unsubscribe others.
+    pub const TOO_MANY_SUBSCRIPTIONS: i32 = 1011;
 }
 
 /// An error with one of the [`codes`].

@@ -2,6 +2,7 @@
 
 mod common;
 mod execution;
+mod journal;
 mod mempool;
 mod props;
 mod store;

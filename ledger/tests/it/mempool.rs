@@ -472,6 +472,39 @@ fn blocks_take_the_highest_fees_first_keeping_each_senders_nonces_in_order() {
 }
 
 #[test]
+fn senders_paying_the_same_fee_take_turns() {
+    // A busy sender's backlog arrived first; a newcomer's one transfer
+    // still goes second, not behind the whole backlog.
+    let (_dir, store) = store(3);
+    let mut pool = pool(MempoolConfig::default());
+    let (busy, other, newcomer) = (key(0), key(1), key(2));
+    for nonce in 0..5 {
+        pool.add(paying(&busy, nonce, MIN_FEE), &store, 0)
+            .expect("busy");
+    }
+    for nonce in 0..2 {
+        pool.add(paying(&other, nonce, MIN_FEE), &store, 0)
+            .expect("other");
+    }
+    pool.add(paying(&newcomer, 0, MIN_FEE), &store, 0)
+        .expect("newcomer");
+    let order: Vec<_> = pool
+        .reap(4, usize::MAX)
+        .iter()
+        .map(|t| (t.sender(), t.tx().nonce))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (busy.address(), 0),
+            (other.address(), 0),
+            (newcomer.address(), 0),
+            (busy.address(), 1),
+        ]
+    );
+}
+
+#[test]
 fn removing_a_transaction_demotes_its_senders_later_nonces() {
     let (_dir, store) = store(2);
     let mut pool = pool(MempoolConfig {
@@ -595,9 +628,10 @@ proptest! {
                     .sign(&keys[sender])
                     .verify()
                     .expect("sig");
-                    // Admission settles the sender against the state first.
-                    untold.remove(&keys[sender].address());
+                    // An admission settles the sender against the state
+                    // first (a refusal may come before it: a duplicate).
                     if let Ok(hash) = pool.add(tx, &state, now) {
+                        untold.remove(&keys[sender].address());
                         accepted.insert(hash);
                         dropped.remove(&hash);
                     }

@@ -15,6 +15,7 @@ use tally_ledger::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::actors::priority::Priority;
 use crate::chain::{Secp256k1, commit_to_certificate};
 use crate::{now_ms, par_map};
 
@@ -187,6 +188,7 @@ pub fn spawn(
     params: ChainParams,
     blocks: broadcast::Sender<Arc<NewBlock>>,
     mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
+    priority: Arc<Priority>,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
@@ -202,6 +204,7 @@ pub fn spawn(
         last_time,
         blocks,
         mempool_committed,
+        priority,
     };
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -226,11 +229,14 @@ struct Actor {
     last_time: u64,
     blocks: broadcast::Sender<Arc<NewBlock>>,
     mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
+    /// Building, verifying and committing blocks come before admission.
+    priority: Arc<Priority>,
 }
 
 impl Actor {
     fn run(mut self, mut commands: mpsc::Receiver<Command>) -> anyhow::Result<()> {
         while let Some(command) = commands.blocking_recv() {
+            let _busy = self.priority.busy();
             match command {
                 Command::Build {
                     proposer,

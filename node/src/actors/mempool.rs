@@ -2,18 +2,23 @@
 //! and gossip), hands candidates to the block builder, forgets what blocks
 //! commit, and gossips every transaction that becomes executable, in batches
 //! of its own (a queued one waits until its nonce gap closes). It remembers
-//! why recent transactions were dropped, for `tally_getTransaction`.
+//! why recent transactions were dropped, for `tally_getTransaction`, and
+//! journals what this node's own clients submitted (and why any of it was
+//! dropped), so that a restart loses none of it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tally_ledger::{
-    AddError, Address, DropReason, Hash, Mempool, PoolStats, Store, VerifiedTransaction,
+    AddError, Address, DropReason, Hash, Journal, Mempool, MempoolError, PoolStats,
+    SignedTransaction, Store, VerifiedTransaction,
 };
 use tally_p2p::Topic;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::actors::network::SeenTxs;
 use crate::config::MempoolSection;
@@ -23,6 +28,8 @@ use crate::wire::{TxBatch, encode};
 enum Command {
     Add {
         txs: Vec<VerifiedTransaction>,
+        /// Submitted by this node's clients (journaled), not gossiped.
+        local: bool,
         reply: oneshot::Sender<Vec<Result<Hash, AddError>>>,
     },
     Reap {
@@ -61,23 +68,43 @@ pub enum PoolStatus {
 /// How many dropped transactions are remembered.
 const DROPPED_KEPT: usize = 65_536;
 
-/// The reasons of the latest [`DROPPED_KEPT`] drops.
+/// The reasons of the latest [`DROPPED_KEPT`] drops, and whether each was
+/// submitted here (journaled).
 #[derive(Default)]
 struct DroppedLog {
-    reasons: HashMap<Hash, DropReason>,
+    reasons: HashMap<Hash, (DropReason, bool)>,
     order: VecDeque<Hash>,
 }
 
 impl DroppedLog {
-    fn record(&mut self, hash: Hash, reason: DropReason) {
-        if self.reasons.insert(hash, reason).is_none() {
-            self.order.push_back(hash);
-            if self.order.len() > DROPPED_KEPT {
-                if let Some(old) = self.order.pop_front() {
-                    self.reasons.remove(&old);
-                }
+    /// Records a drop; a transaction once submitted here stays local.
+    fn record(&mut self, hash: Hash, reason: DropReason, local: bool) {
+        if let Some(entry) = self.reasons.get_mut(&hash) {
+            *entry = (reason, entry.1 || local);
+            return;
+        }
+        self.reasons.insert(hash, (reason, local));
+        self.order.push_back(hash);
+        if self.order.len() > DROPPED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.reasons.remove(&old);
             }
         }
+    }
+
+    fn reason(&self, hash: &Hash) -> Option<DropReason> {
+        self.reasons.get(hash).map(|(reason, _)| *reason)
+    }
+
+    /// The local drops still remembered, oldest first.
+    fn local(&self) -> Vec<(Hash, DropReason)> {
+        self.order
+            .iter()
+            .filter_map(|hash| match self.reasons.get(hash) {
+                Some((reason, true)) => Some((*hash, *reason)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -107,13 +134,32 @@ impl MempoolHandle {
         rx.await.map_err(|_| Stopped)
     }
 
-    /// Admits transactions (submitted here or received by gossip); every
-    /// one admitted is gossiped on in this node's own batches.
+    /// Admits transactions received by gossip; every one that is executable
+    /// is gossiped on in this node's own batches.
     pub async fn add(
         &self,
         txs: Vec<VerifiedTransaction>,
     ) -> Result<Vec<Result<Hash, AddError>>, Stopped> {
-        self.call(|reply| Command::Add { txs, reply }).await
+        self.call(|reply| Command::Add {
+            txs,
+            local: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Admits transactions this node's clients submitted: as [`Self::add`],
+    /// and each one admitted is in the journal before this returns.
+    pub async fn submit(
+        &self,
+        txs: Vec<VerifiedTransaction>,
+    ) -> Result<Vec<Result<Hash, AddError>>, Stopped> {
+        self.call(|reply| Command::Add {
+            txs,
+            local: true,
+            reply,
+        })
+        .await
     }
 
     pub async fn reap(
@@ -157,6 +203,7 @@ impl MempoolHandle {
 
 pub fn spawn(
     config: &MempoolSection,
+    journal: Option<PathBuf>,
     chain_id: u64,
     min_fee: u128,
     store: Arc<Store>,
@@ -179,11 +226,18 @@ pub fn spawn(
         tx_arrived,
         seen,
         dropped: DroppedLog::default(),
+        journal: None,
+        local: HashSet::new(),
+        regossip: Vec::new(),
     };
-    (
-        MempoolHandle { commands: tx },
-        tokio::spawn(actor.run(rx, committed)),
-    )
+    let task = tokio::spawn(async move {
+        let mut actor = actor;
+        if let Some(path) = journal {
+            actor.replay(path).await?;
+        }
+        actor.run(rx, committed).await
+    });
+    (MempoolHandle { commands: tx }, task)
 }
 
 struct Actor {
@@ -199,7 +253,16 @@ struct Actor {
     /// again.
     seen: Arc<SeenTxs>,
     dropped: DroppedLog,
+    journal: Option<Journal>,
+    /// Transactions this node's clients submitted that are in the pool.
+    local: HashSet<Hash>,
+    /// Replayed from the journal, to gossip once there are peers.
+    regossip: Vec<Hash>,
 }
+
+/// The journal is compacted when it holds this many more entries than it
+/// would after a compaction.
+const JOURNAL_SLACK: usize = 65_536;
 
 impl Actor {
     async fn run(
@@ -207,49 +270,75 @@ impl Actor {
         mut commands: mpsc::Receiver<Command>,
         mut committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
     ) -> anyhow::Result<()> {
-        let mut flush = tokio::time::interval(self.batch_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut evict = tokio::time::interval(Duration::from_secs(1));
+        // The periodic work runs after whatever woke the loop, so a steady
+        // flood of commands never starves it.
+        let mut next_flush = Instant::now() + self.batch_interval;
+        let mut next_second = Instant::now() + Duration::from_secs(1);
         loop {
+            let wake = if self.outbox.txs.is_empty() {
+                next_second
+            } else {
+                next_flush.min(next_second)
+            };
             tokio::select! {
                 biased;
                 // Blocks first: a reap must not offer what is committed.
                 Some((hashes, senders)) = committed.recv() => {
                     self.seen.insert_all(hashes.iter().copied());
+                    for hash in hashes.iter() {
+                        self.local.remove(hash);
+                    }
                     let dropped = self.pool.update(&hashes, &senders, self.store.as_ref())?;
                     if dropped > 0 {
                         debug!(dropped, "mempool: transactions made invalid by a block dropped");
                     }
-                    self.drain().await;
+                    self.drain().await?;
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await?,
                     None => return Ok(()),
                 },
-                _ = flush.tick(), if !self.outbox.txs.is_empty() => self.flush().await,
-                _ = evict.tick() => {
-                    let evicted = self.pool.evict_expired(now_ms());
-                    if evicted > 0 {
-                        debug!(evicted, "mempool: expired transactions dropped");
-                        self.drain().await;
-                    }
-                }
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
+            let now = Instant::now();
+            if now >= next_flush {
+                if !self.outbox.txs.is_empty() {
+                    self.flush().await;
+                }
+                next_flush = now + self.batch_interval;
+            }
+            if now >= next_second {
+                let evicted = self.pool.evict_expired(now_ms());
+                if evicted > 0 {
+                    debug!(evicted, "mempool: expired transactions dropped");
+                    self.drain().await?;
+                }
+                self.regossip_replayed().await;
+                next_second = now + Duration::from_secs(1);
+            }
+            self.compact_journal();
         }
     }
 
     async fn handle(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
-            Command::Add { txs, reply } => {
+            Command::Add { txs, local, reply } => {
                 let now = now_ms();
                 let results: Vec<_> = txs
                     .into_iter()
                     .map(|tx| self.pool.add(tx, self.store.as_ref(), now))
                     .collect();
-                self.seen
-                    .insert_all(results.iter().filter_map(|r| r.as_ref().ok().copied()));
+                let admitted = results.iter().filter_map(|r| r.as_ref().ok().copied());
+                self.seen.insert_all(admitted.clone());
+                if local {
+                    let admitted: Vec<Hash> = admitted.collect();
+                    self.journal_accepted(&admitted)?;
+                }
+                // Drops this admission caused (evictions, replacements) are
+                // journaled before the answer too. A journal that cannot be
+                // written stops the node before any hash goes back.
+                self.drain().await?;
                 let _ = reply.send(results);
-                self.drain().await;
             }
             Command::Reap {
                 max_txs,
@@ -264,9 +353,8 @@ impl Actor {
                     Some(tx) => PoolStatus::Queued(tx),
                     None => self
                         .dropped
-                        .reasons
-                        .get(&hash)
-                        .map_or(PoolStatus::Unknown, |r| PoolStatus::Dropped(*r)),
+                        .reason(&hash)
+                        .map_or(PoolStatus::Unknown, PoolStatus::Dropped),
                 };
                 let _ = reply.send(status);
             }
@@ -278,7 +366,7 @@ impl Actor {
                 for hash in &hashes {
                     self.pool.remove(hash);
                 }
-                self.drain().await;
+                self.drain().await?;
             }
             Command::Size { reply } => {
                 let _ = reply.send(self.pool.stats());
@@ -288,11 +376,22 @@ impl Actor {
     }
 
     /// Queues what became executable for gossip (waking the block builder)
-    /// and records what was dropped.
-    async fn drain(&mut self) {
+    /// and records what was dropped (in the journal too, for local ones).
+    async fn drain(&mut self) -> anyhow::Result<()> {
         let events = self.pool.take_events();
+        let mut journaled = false;
         for (hash, reason) in events.dropped {
-            self.dropped.record(hash, reason);
+            let local = self.local.remove(&hash);
+            self.dropped.record(hash, reason, local);
+            if let (true, Some(journal)) = (local, &mut self.journal) {
+                journaled = true;
+                journal
+                    .dropped(&hash, reason)
+                    .with_context(|| format!("writing {}", journal.path().display()))?;
+            }
+        }
+        if journaled {
+            self.flush_journal()?;
         }
         // Not what left again in the same step (evicted, replaced), and
         // each once.
@@ -311,6 +410,7 @@ impl Actor {
                 self.flush().await;
             }
         }
+        Ok(())
     }
 
     /// Gossips the outbox, in batches of at most `batch_max`.
@@ -331,5 +431,195 @@ impl Actor {
             }
             txs = rest;
         }
+    }
+}
+
+impl Actor {
+    /// Journals transactions this node's clients submitted and the pool
+    /// admitted, before the answer goes back.
+    fn journal_accepted(&mut self, admitted: &[Hash]) -> anyhow::Result<()> {
+        self.local.extend(admitted.iter().copied());
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        for hash in admitted {
+            if let Some(tx) = self.pool.get(hash) {
+                journal
+                    .accepted(tx.signed())
+                    .with_context(|| format!("writing {}", journal.path().display()))?;
+            }
+        }
+        self.flush_journal()
+    }
+
+    fn flush_journal(&mut self) -> anyhow::Result<()> {
+        if let Some(journal) = &mut self.journal {
+            journal
+                .flush()
+                .with_context(|| format!("writing {}", journal.path().display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the journal, admits again what the store does not show
+    /// committed, records as dropped what can no longer apply, and starts a
+    /// fresh journal holding what was read (so a torn tail is gone before
+    /// anything is appended).
+    async fn replay(&mut self, path: PathBuf) -> anyhow::Result<()> {
+        let read_path = path.clone();
+        let replay = tokio::task::spawn_blocking(move || Journal::read(&read_path))
+            .await?
+            .with_context(|| format!("reading the mempool journal {}", path.display()))?;
+        if let Some(why) = &replay.stopped {
+            warn!(
+                path = %path.display(),
+                entries = replay.entries,
+                ignored_bytes = replay.ignored_bytes,
+                "mempool journal: read up to its last whole entry; the rest is ignored: {why}"
+            );
+        }
+        for (hash, reason) in &replay.dropped {
+            self.dropped.record(*hash, *reason, true);
+        }
+        let mut pending: Vec<SignedTransaction> = Vec::with_capacity(replay.txs.len());
+        let mut committed = 0usize;
+        for tx in replay.txs {
+            if self.store.transaction(&tx.hash())?.is_some() {
+                committed += 1;
+            } else {
+                pending.push(tx);
+            }
+        }
+        let verified = tokio::task::spawn_blocking(move || {
+            crate::par_map(&pending, |tx| (tx.hash(), tx.clone().verify()))
+        })
+        .await?;
+        let mut txs = Vec::with_capacity(verified.len());
+        for (hash, result) in verified {
+            match result {
+                Ok(tx) => txs.push(tx),
+                // It was checked when submitted: the journal is damaged.
+                Err(e) => {
+                    warn!(%hash, error = %e, "mempool journal: a transaction does not verify");
+                    self.dropped.record(hash, DropReason::Invalid, true);
+                }
+            }
+        }
+        // Each sender's nonces in order, so none waits behind a gap the
+        // replay itself made.
+        txs.sort_by_key(|tx| (tx.sender(), tx.tx().nonce));
+        let now = now_ms();
+        let (mut admitted, mut refused) = (0usize, 0usize);
+        for tx in txs {
+            let hash = tx.hash();
+            match self.pool.add(tx, self.store.as_ref(), now) {
+                Ok(_) | Err(AddError::Rejected(MempoolError::AlreadyKnown(_))) => {
+                    admitted += 1;
+                    self.local.insert(hash);
+                    self.regossip.push(hash);
+                }
+                Err(AddError::Rejected(e)) => {
+                    refused += 1;
+                    debug!(%hash, error = %e, "mempool journal: a transaction no longer applies");
+                    self.dropped.record(hash, DropReason::of_refusal(&e), true);
+                }
+                Err(AddError::Store(e)) => return Err(e.into()),
+            }
+        }
+        // Nothing to gossip to yet: the replayed ones go out once the
+        // network takes them.
+        self.seen.insert_all(self.regossip.iter().copied());
+        if admitted > 0 {
+            self.tx_arrived.notify_one();
+        }
+        for (hash, reason) in self.pool.take_events().dropped {
+            let local = self.local.remove(&hash);
+            self.dropped.record(hash, reason, local);
+        }
+        let (txs, dropped) = self.journal_contents();
+        let create_path = path.clone();
+        let journal =
+            tokio::task::spawn_blocking(move || Journal::create(&create_path, &txs, &dropped))
+                .await?
+                .with_context(|| format!("rewriting the mempool journal {}", path.display()))?;
+        self.journal = Some(journal);
+        if admitted + refused + committed > 0 {
+            info!(
+                admitted,
+                committed, refused, "mempool journal: transactions submitted before the restart"
+            );
+        }
+        Ok(())
+    }
+
+    /// What a compacted journal holds: the local transactions in the pool
+    /// (each sender's in nonce order) and the local drops remembered.
+    fn journal_contents(&self) -> (Vec<SignedTransaction>, Vec<(Hash, DropReason)>) {
+        let mut txs: Vec<Arc<VerifiedTransaction>> =
+            self.local.iter().filter_map(|h| self.pool.get(h)).collect();
+        txs.sort_by_key(|tx| (tx.sender(), tx.tx().nonce));
+        (
+            txs.iter().map(|tx| tx.signed().clone()).collect(),
+            self.dropped.local(),
+        )
+    }
+
+    /// Rewrites the journal when it has grown well past what it must hold.
+    fn compact_journal(&mut self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let live = self.local.len() + self.dropped.order.len().min(DROPPED_KEPT);
+        if journal.entries() <= 2 * live + JOURNAL_SLACK {
+            return;
+        }
+        let (txs, dropped) = self.journal_contents();
+        let started = std::time::Instant::now();
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        match journal.rewrite(&txs, &dropped) {
+            Ok(()) => debug!(
+                txs = txs.len(),
+                dropped = dropped.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "mempool journal compacted"
+            ),
+            Err(e) => warn!(error = %e, "mempool: cannot compact the journal"),
+        }
+    }
+
+    /// Gossips the transactions replayed at start, once the network takes
+    /// them (at start there is no one to tell yet): the list is kept until
+    /// a publish succeeds.
+    async fn regossip_replayed(&mut self) {
+        if self.regossip.is_empty() {
+            return;
+        }
+        let txs: Vec<Vec<u8>> = self
+            .regossip
+            .iter()
+            .filter(|hash| self.pool.is_executable(hash))
+            .filter_map(|hash| self.pool.get(hash))
+            .map(|tx| tx.signed().encode())
+            .collect();
+        for chunk in txs.chunks(self.batch_max) {
+            let batch = TxBatch {
+                txs: chunk.to_vec(),
+            };
+            match self.network.publish(Topic::Txs, encode(&batch)).await {
+                Ok(_) => {}
+                Err(tally_p2p::Error::NoPeers) => return,
+                Err(e) => {
+                    warn!(error = %e, "could not gossip replayed transactions");
+                    return;
+                }
+            }
+        }
+        debug!(
+            count = txs.len(),
+            "gossiped the transactions replayed from the journal"
+        );
+        self.regossip.clear();
     }
 }

@@ -6,4 +6,5 @@ pub mod consensus;
 pub mod ledger;
 pub mod mempool;
 pub mod network;
+pub mod priority;
 pub mod sync;

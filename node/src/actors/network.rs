@@ -30,6 +30,7 @@ use tracing::debug;
 
 use crate::actors::consensus::Inbound;
 use crate::actors::mempool::MempoolHandle;
+use crate::actors::priority::Priority;
 use crate::actors::sync::ServeRequest;
 use crate::wire::{ConsensusEnvelope, decode};
 
@@ -172,6 +173,8 @@ pub struct TxRules {
     pub chain_id: u64,
     pub min_fee: u128,
     pub seen: Arc<SeenTxs>,
+    /// Recovery steps aside while consensus works.
+    pub priority: Arc<Priority>,
 }
 
 /// The consensus driver's queue: bounded in messages by the channel and in
@@ -362,6 +365,7 @@ pub fn check_batch(data: &[u8], rules: &TxRules) -> Checked {
         ..Checked::default()
     };
     for (_, tx) in fresh {
+        rules.priority.step_aside();
         match tx.verify() {
             Ok(tx) => checked.verified.push(tx),
             Err(_) => checked.fault = true,

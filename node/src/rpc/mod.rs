@@ -5,13 +5,11 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use jsonrpsee::core::{SubscriptionResult, async_trait};
-use jsonrpsee::server::{
-    BatchRequestConfig, PendingSubscriptionSink, Server, ServerConfig, ServerHandle,
-};
+use jsonrpsee::core::{SubscriptionError, SubscriptionResult, async_trait};
+use jsonrpsee::server::{PendingSubscriptionSink, ServerHandle, SubscriptionSink};
 use jsonrpsee::types::ErrorObjectOwned;
 use tally_ledger::{
     AddError, Address, Block, Hash, MempoolError, SignedTransaction, Store, TxError,
@@ -21,17 +19,22 @@ use tally_rpc::{
     AccountInfo, BlockInfo, BlockSummary, PeerInfo, Status, SubmitError, SubmitResult,
     TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_hex,
 };
-use tokio::sync::{Semaphore, broadcast};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tracing::error;
 
 use crate::actors::ledger::NewBlock;
 use crate::actors::mempool::{MempoolHandle, PoolStatus};
+use crate::actors::priority::Priority;
 use crate::config::RpcConfig;
 use crate::par_map;
+
+pub mod server;
 
 /// Most transactions in one `tally_sendRawTransactions` call.
 pub const MAX_SUBMIT_BATCH: usize = 20_000;
 const DEFAULT_WAIT_MS: u64 = 30_000;
+/// How often a wait or subscription looks for a drop between the blocks.
+const STATUS_RECHECK: Duration = Duration::from_secs(1);
 const MAX_WAIT_MS: u64 = 600_000;
 
 /// What the RPC server serves from.
@@ -49,6 +52,10 @@ pub struct RpcContext {
     pub validator: Option<Address>,
     pub p2p_addrs: Vec<String>,
     pub recovery: Recovery,
+    /// One permit per open subscription, over all connections.
+    pub subscriptions: Arc<Semaphore>,
+    /// Recovery steps aside while consensus works.
+    pub priority: Arc<Priority>,
 }
 
 /// Starts the server; it runs until the handle is stopped.
@@ -56,48 +63,26 @@ pub async fn start(
     config: &RpcConfig,
     context: RpcContext,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    let server_config = ServerConfig::builder()
-        .max_request_body_size(config.max_request_body_bytes)
-        .max_response_body_size(config.max_response_body_bytes)
-        .max_connections(config.max_connections)
-        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
-        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len))
-        .build();
-    let cors = cors_layer(&config.cors_allowed_origins)?;
-    let server = Server::builder()
-        .set_config(server_config)
-        .set_http_middleware(tower::ServiceBuilder::new().option_layer(cors))
-        .build(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for JSON-RPC on {}: {e}", config.listen))?;
-    let addr = server.local_addr()?;
-    Ok((addr, server.start(context.into_rpc())))
+    server::start(config, context.into_rpc()).await
 }
 
-fn cors_layer(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
-    if origins.is_empty() {
-        return Ok(None);
-    }
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::from(Any)
-    } else {
-        let parsed = origins
-            .iter()
-            .map(|o| http::HeaderValue::from_str(o))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("bad CORS origin in rpc.cors_allowed_origins: {e}"))?;
-        AllowOrigin::list(parsed)
-    };
-    Ok(Some(
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([http::Method::POST, http::Method::GET, http::Method::OPTIONS])
-            .allow_headers([http::header::CONTENT_TYPE]),
-    ))
-}
-
+/// An error of the node's own (a store read failed, an actor stopped): the
+/// whole of it goes to the log under an id, and the client gets only the id,
+/// so nothing about the node's insides leaks out.
 fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    error(codes::INTERNAL, e.to_string())
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static RUN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    let id = format!("{run:08x}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    error!(error_id = %id, error = %e, "JSON-RPC internal error");
+    error(
+        codes::INTERNAL,
+        format!("internal error; the node's log has the details under error_id={id}"),
+    )
 }
 
 /// The code of a transaction's rejection.
@@ -127,7 +112,7 @@ fn add_error(e: &AddError) -> ErrorObjectOwned {
             codes::REPLACEMENT_UNDERPRICED
         }
         AddError::Rejected(MempoolError::Full { .. }) => codes::MEMPOOL_FULL,
-        AddError::Store(_) => codes::INTERNAL,
+        AddError::Store(store) => return internal(store),
     };
     error(code, e.to_string())
 }
@@ -232,19 +217,33 @@ impl RpcContext {
         &self,
         raw: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<VerifiedTransaction, TxError>>, ErrorObjectOwned> {
+        let priority = self.priority.clone();
         self.recovery
-            .run(move || par_map(&raw, |bytes| VerifiedTransaction::from_bytes(bytes)))
+            .run(move || {
+                par_map(&raw, |bytes| {
+                    priority.step_aside();
+                    VerifiedTransaction::from_bytes(bytes)
+                })
+            })
             .await
     }
 
     async fn submit(&self, tx: &str) -> Result<Hash, ErrorObjectOwned> {
         let bytes = parse_hex("transaction", tx)?;
+        let priority = self.priority.clone();
         let verified = self
             .recovery
-            .run(move || VerifiedTransaction::from_bytes(&bytes))
+            .run(move || {
+                priority.step_aside();
+                VerifiedTransaction::from_bytes(&bytes)
+            })
             .await?
             .map_err(|e| error(tx_error_code(&e), e.to_string()))?;
-        let mut results = self.mempool.add(vec![verified]).await.map_err(internal)?;
+        let mut results = self
+            .mempool
+            .submit(vec![verified])
+            .await
+            .map_err(internal)?;
         match results.pop() {
             Some(Ok(hash)) => Ok(hash),
             Some(Err(e)) => Err(add_error(&e)),
@@ -355,7 +354,7 @@ impl TallyApiServer for RpcContext {
                 }
             }
         }
-        let added = self.mempool.add(admit).await.map_err(internal)?;
+        let added = self.mempool.submit(admit).await.map_err(internal)?;
         for (result, i) in added.into_iter().zip(admit_positions) {
             match result {
                 Ok(hash) => hashes[i] = Some(hash),
@@ -384,13 +383,16 @@ impl TallyApiServer for RpcContext {
         // Subscribe first: the block may commit before `submit` returns.
         let mut blocks = self.blocks.subscribe();
         let hash = self.submit(&tx).await?;
+        let mut checked = Instant::now();
         let wait = async {
             loop {
                 match blocks.recv().await {
                     Ok(block) if block.tx_hashes.contains(&hash) => {
                         return self.tx_info(hash).await;
                     }
+                    Ok(_) if checked.elapsed() < STATUS_RECHECK => {}
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        checked = Instant::now();
                         let info = self.tx_info(hash).await?;
                         match info.status {
                             TxStatusInfo::Committed { .. } => return Ok(info),
@@ -529,7 +531,9 @@ impl TallyApiServer for RpcContext {
 
     async fn subscribe_new_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         let mut blocks = self.blocks.subscribe();
-        let sink = pending.accept().await?;
+        let Some((sink, _slot)) = self.accept(pending).await? else {
+            return Ok(());
+        };
         loop {
             tokio::select! {
                 _ = sink.closed() => return Ok(()),
@@ -557,30 +561,83 @@ impl TallyApiServer for RpcContext {
             }
         };
         let mut blocks = self.blocks.subscribe();
-        let sink = pending.accept().await?;
+        let Some((sink, _slot)) = self.accept(pending).await? else {
+            return Ok(());
+        };
         let mut last = self.tx_info(hash).await?;
         sink.send(serde_json::value::to_raw_value(&last)?).await?;
-        while !last.is_committed() {
+        // Committed and dropped are final at once; unknown once a block has
+        // passed without the pool or the chain learning of it.
+        let mut checked = Instant::now();
+        while !last.is_committed() && !matches!(last.status, TxStatusInfo::Dropped { .. }) {
             tokio::select! {
                 _ = sink.closed() => return Ok(()),
                 block = blocks.recv() => match block {
+                    // Between blocks that carry it, a look at most once a
+                    // second (for a drop), not one per block per subscriber.
+                    Ok(block) if !block.tx_hashes.contains(&hash)
+                        && last.status != TxStatusInfo::Unknown
+                        && checked.elapsed() < STATUS_RECHECK => {}
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        checked = Instant::now();
                         let info = self.tx_info(hash).await?;
                         if info.status != last.status {
                             sink.send(serde_json::value::to_raw_value(&info)?).await?;
                         }
-                        if matches!(
-                            info.status,
-                            TxStatusInfo::Unknown | TxStatusInfo::Dropped { .. }
-                        ) {
-                            return Ok(());
-                        }
+                        let unknown = info.status == TxStatusInfo::Unknown;
                         last = info;
+                        if unknown {
+                            break;
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
             }
         }
-        Ok(())
+        // The server ends the subscription; jsonrpsee clients see the
+        // stream end after the final status.
+        let outcome = match last.status {
+            TxStatusInfo::Committed { .. } => "committed",
+            TxStatusInfo::Dropped { .. } => "dropped",
+            _ => "unknown",
+        };
+        Err(SubscriptionError::from(format!(
+            "subscription ended: transaction {hash} is {outcome}"
+        )))
+    }
+}
+
+impl RpcContext {
+    /// Accepts a subscription if the node holds fewer than
+    /// `rpc.max_subscriptions`; the permit is its slot until it ends.
+    async fn accept(
+        &self,
+        pending: PendingSubscriptionSink,
+    ) -> Result<Option<(SubscriptionSink, OwnedSemaphorePermit)>, SubscriptionError> {
+        let Ok(slot) = self.subscriptions.clone().try_acquire_owned() else {
+            pending
+                .reject(error(
+                    codes::TOO_MANY_SUBSCRIPTIONS,
+                    "the node holds as many subscriptions as it allows (rpc.max_subscriptions); retry later",
+                ))
+                .await;
+            return Ok(None);
+        };
+        Ok(Some((pending.accept().await?, slot)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_tell_the_client_only_a_log_id() {
+        let first = internal("rocksdb: IO error: /var/lib/secret/path: disk full");
+        let second = internal("the mempool actor has stopped");
+        assert_eq!(first.code(), codes::INTERNAL);
+        assert!(!first.message().contains("secret"), "{}", first.message());
+        assert!(first.message().contains("error_id="), "{}", first.message());
+        assert_ne!(first.message(), second.message(), "each error its own id");
     }
 }

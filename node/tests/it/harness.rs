@@ -51,6 +51,8 @@ pub struct NodeProc {
     child: Option<Child>,
     /// When it was killed with `kill9`.
     pub killed_at: Vec<Instant>,
+    /// The log's length when the running process started.
+    log_start: usize,
 }
 
 impl NodeProc {
@@ -77,6 +79,7 @@ impl NodeProc {
             args,
             child: None,
             killed_at: Vec::new(),
+            log_start: 0,
         };
         node.restart();
         node
@@ -91,6 +94,7 @@ impl NodeProc {
             .append(true)
             .open(&self.log)
             .expect("open log");
+        self.log_start = log.metadata().map_or(0, |m| m.len() as usize);
         let child = tally()
             .args(&self.args)
             .env("RUST_LOG", "info")
@@ -145,13 +149,15 @@ impl NodeProc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The JSON-RPC URL the node printed ("JSON-RPC listening on http://...").
+    /// The JSON-RPC URL the running process printed ("JSON-RPC listening on
+    /// http://...").
     pub async fn rpc_url(&self) -> String {
         wait_for(
             &format!("{}'s RPC address", self.name),
             Duration::from_secs(60),
             || async {
                 let text = self.log_text();
+                let text = text.get(self.log_start..)?;
                 let start = text.find("JSON-RPC listening on http://")?;
                 let rest = &text[start + "JSON-RPC listening on ".len()..];
                 Some(rest.split_whitespace().next()?.to_string())
@@ -354,10 +360,6 @@ impl Load {
             origins,
             task,
         }
-    }
-
-    pub async fn finish(self) -> Vec<Hash> {
-        self.finish_with_origins().await.0
     }
 
     /// The accepted hashes, and for each the node and time it was accepted.

@@ -1,6 +1,7 @@
 //! Four validator processes on loopback under a steady stream of transfers:
-//! they agree on every block, survive a kill -9 of one and of all, and a
-//! full node started late syncs the whole chain.
+//! they agree on every block, survive a kill -9 of one and of all without
+//! losing a transfer they accepted, and a full node started late syncs the
+//! whole chain.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use jsonrpsee_http_client::HttpClient;
 use tally_genesis::dev_keys;
 use tally_ledger::{Address, Hash};
 use tally_node::config::{Config, Home};
-use tally_rpc::TallyApiClient;
+use tally_rpc::{TallyApiClient, TxStatusInfo};
 
 use crate::harness::{
     Load, NodeProc, assert_agreement, client, committed, hashes, height, rpc_url, run, wait_for,
@@ -98,21 +99,45 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         assert_eq!(committed(c, &hashes).await, committed_before);
     }
 
-    // Stop the load; once the mempools drain, every node has the same
-    // balances.
-    let accepted = load.finish().await;
+    // Stop the load; once the mempools drain, every transfer that got a
+    // hash back is committed or reported dropped by the node that accepted
+    // it (the journal kept them across the kill -9 of all four): none is
+    // stranded.
+    let (accepted, origins) = load.finish_with_origins().await;
     assert!(
         accepted.len() > 50,
         "only {} transfers accepted",
         accepted.len()
     );
-    eprintln!("{} transfers accepted in all", accepted.len());
     for c in &clients {
         wait_for("mempool to drain", LONG, || async {
             c.status().await.ok().filter(|s| s.mempool_size == 0)
         })
         .await;
     }
+    let on_chain = committed(&clients[0], &accepted).await;
+    let mut dropped = 0;
+    let mut stranded = Vec::new();
+    for (hash, origin) in accepted.iter().zip(&origins) {
+        if on_chain.contains_key(hash) {
+            continue;
+        }
+        let info = clients[origin.node]
+            .get_transaction(hash.to_string())
+            .await
+            .expect("rpc");
+        match info.status {
+            TxStatusInfo::Dropped { .. } => dropped += 1,
+            other => stranded.push((*hash, origin.node, other)),
+        }
+    }
+    eprintln!(
+        "{} transfers accepted: {} committed, {dropped} reported dropped, {} stranded",
+        accepted.len(),
+        on_chain.len(),
+        stranded.len()
+    );
+    assert!(stranded.is_empty(), "accepted but lost: {stranded:?}");
     let keys = dev_keys();
     let mut watched: Vec<Address> = keys[..8].iter().map(|k| k.address()).collect();
     watched.push(Address([0x42; 20]));

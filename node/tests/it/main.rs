@@ -8,3 +8,4 @@ mod hostile;
 mod inprocess;
 mod localnet;
 mod overload;
+mod rpc;

@@ -168,3 +168,160 @@ async fn gapped_transactions_cannot_lock_a_dev_chain() {
     let status = rpc.status().await.expect("status");
     assert_eq!(status.mempool_queued, 484);
 }
+
+/// What this node's clients submitted survives kill -9 in the mempool
+/// journal, a torn tail included: queued transfers come back queued, a
+/// replaced one is still reported replaced, and what no longer fits the
+/// (restarted, smaller) pool is reported dropped with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_transfers_survive_kill9_in_the_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("dev");
+    let args = ["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"];
+    let mut node = NodeProc::spawn("dev", &home, "dev", &args);
+    let rpc = client(&node.rpc_url().await);
+    wait_height(&rpc, 1, Duration::from_secs(30)).await;
+    let chain_id = rpc.status().await.expect("status").chain_id;
+    let sender = &dev_keys()[7];
+    let start = rpc
+        .get_account(sender.address().to_string())
+        .await
+        .expect("account")
+        .nonce;
+
+    // Nonces start+1..=start+5 wait behind the missing start; the first is
+    // then replaced by a higher fee.
+    let queued: Vec<SignedTransaction> = (1..=5)
+        .map(|i| paying(sender, chain_id, start + i, 1, 1))
+        .collect();
+    let mut hashes = Vec::new();
+    for tx in &queued {
+        hashes.push(rpc.send_raw_transaction(raw(tx)).await.expect("queued"));
+    }
+    let replacement = paying(sender, chain_id, start + 1, 1, 2);
+    let replacement_hash = rpc
+        .send_raw_transaction(raw(&replacement))
+        .await
+        .expect("replacement");
+
+    node.kill9();
+    // A crash mid-append: a torn entry at the end.
+    let journal = Home::new(&home).mempool_journal_file();
+    let mut bytes = std::fs::read(&journal).expect("the journal was written");
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&journal, &bytes).expect("tear the journal");
+    // The restarted pool holds at most 3 queued per sender.
+    let config_file = Home::new(&home).config_file();
+    let mut config = Config::load(&config_file).expect("config");
+    config.mempool.max_queued_per_sender = 3;
+    std::fs::write(&config_file, config.documented()).expect("write config");
+    node.restart();
+    let rpc = client(&node.rpc_url().await);
+    wait_height(&rpc, 1, Duration::from_secs(30)).await;
+    let log = node.log_text();
+    assert!(
+        log.contains("read up to its last whole entry"),
+        "the torn tail is reported:\n{log}"
+    );
+
+    let status = |hash: tally_ledger::Hash| {
+        let rpc = rpc.clone();
+        async move {
+            rpc.get_transaction(hash.to_string())
+                .await
+                .expect("tx")
+                .status
+        }
+    };
+    let reason = |status: TxStatusInfo| match status {
+        TxStatusInfo::Dropped { reason } => reason,
+        other => panic!("expected dropped, got {other:?}"),
+    };
+    assert!(reason(status(hashes[0]).await).contains("replaced"));
+    for hash in [replacement_hash, hashes[1], hashes[2]] {
+        assert_eq!(status(hash).await, TxStatusInfo::Queued, "kept queued");
+    }
+    for hash in [hashes[3], hashes[4]] {
+        let reason = reason(status(hash).await);
+        assert!(reason.contains("behind the gap"), "{reason}");
+    }
+
+    // The missing nonce arrives: the replayed run commits.
+    let first = paying(sender, chain_id, start, 1, 1);
+    rpc.send_raw_transaction(raw(&first))
+        .await
+        .expect("nonce 0");
+    wait_for(
+        "the replayed run to commit",
+        Duration::from_secs(30),
+        || async {
+            let info = rpc.get_transaction(hashes[2].to_string()).await.ok()?;
+            info.is_committed().then_some(())
+        },
+    )
+    .await;
+    assert!(
+        rpc.get_transaction(replacement_hash.to_string())
+            .await
+            .expect("tx")
+            .is_committed()
+    );
+}
+
+/// `tally bench --overload 2` against a dev chain: first closed loop to
+/// measure what it commits, then twice that offered. Every transfer that
+/// got a hash back is committed or reported dropped (none stranded), and an
+/// unrelated account's transfer sent mid-overload commits within 2 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn twice_the_capacity_strands_nothing_and_a_newcomer_still_commits() {
+    let _heavy = crate::harness::heavy().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("dev");
+    let args = ["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"];
+    let node = NodeProc::spawn("dev", &home, "dev", &args);
+    let url = node.rpc_url().await;
+    wait_height(&client(&url), 1, Duration::from_secs(30)).await;
+    let out = dir.path().join("bench.json");
+    let stdout = crate::harness::run(&[
+        "bench",
+        "--rpc",
+        &url,
+        "--duration",
+        "8s",
+        "--overload",
+        "2",
+        "--txs",
+        "150000",
+        "--senders",
+        "500",
+        "--no-calibrate",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("json");
+    eprintln!("{stdout}");
+    let number = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {report}"))
+    };
+    assert_eq!(report["mode"], "overload");
+    assert!(number("committed") > 1000.0, "{report}");
+    assert!(number("capacity_tps") > 0.0, "{report}");
+    assert_eq!(number("stranded"), 0.0, "accepted and lost: {report}");
+    assert!(
+        number("probe_higher_fee_ms") < 2000.0,
+        "a newcomer paying more waited: {report}"
+    );
+    assert!(
+        number("probe_same_fee_ms") < 2000.0,
+        "a newcomer at the load's fee waited behind the backlog: {report}"
+    );
+    assert!(
+        report["peak_rss_mib"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "the node's memory was sampled: {report}"
+    );
+}

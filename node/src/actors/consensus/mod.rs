@@ -23,6 +23,7 @@ use self::blocks::{BlockCache, Position};
 use self::gate::{Gate, Window};
 use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
 use crate::actors::mempool::MempoolHandle;
+use crate::actors::priority::Priority;
 use crate::chain::{Consensus, Secp256k1, certificate_to_commit, validator_set_at};
 use crate::now_ms;
 use crate::signing;
@@ -101,6 +102,8 @@ pub struct Parts {
     /// Signalled by the mempool whenever it admits a transaction.
     pub tx_arrived: Arc<Notify>,
     pub tip: ChainTip,
+    /// Marked busy while the driver works, so admission steps aside.
+    pub priority: Arc<Priority>,
 }
 
 pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
@@ -124,6 +127,7 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         waiting: None,
         tx_arrived: parts.tx_arrived,
         inbox_bytes: parts.inbox_bytes,
+        priority: parts.priority,
     };
     tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
 }
@@ -154,6 +158,7 @@ struct Actor {
     waiting: Option<u64>,
     tx_arrived: Arc<Notify>,
     inbox_bytes: Arc<AtomicUsize>,
+    priority: Arc<Priority>,
 }
 
 impl Actor {
@@ -169,9 +174,13 @@ impl Actor {
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(event) = internal.recv() => self.on_internal(event).await?,
+                Some(event) = internal.recv() => {
+                    let _busy = self.priority.busy();
+                    self.on_internal(event).await?;
+                }
                 Some(inbound) = inbox.recv() => {
                     self.inbox_bytes.fetch_sub(inbound.bytes, Ordering::Relaxed);
+                    let _busy = self.priority.busy();
                     self.on_inbound(inbound).await?;
                 }
                 block = new_blocks.recv() => match block {
