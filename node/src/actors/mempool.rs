@@ -201,6 +201,8 @@ impl MempoolHandle {
     }
 }
 
+// Each argument is one of the actor's links, passed once at start.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     config: &MempoolSection,
     journal: Option<PathBuf>,
@@ -229,6 +231,7 @@ pub fn spawn(
         journal: None,
         local: HashSet::new(),
         regossip: Vec::new(),
+        compact_after: None,
     };
     let task = tokio::spawn(async move {
         let mut actor = actor;
@@ -258,6 +261,8 @@ struct Actor {
     local: HashSet<Hash>,
     /// Replayed from the journal, to gossip once there are peers.
     regossip: Vec<Hash>,
+    /// After a failed compaction, not before this.
+    compact_after: Option<Instant>,
 }
 
 /// The journal is compacted when it holds this many more entries than it
@@ -569,15 +574,19 @@ impl Actor {
         let Some(journal) = &self.journal else {
             return;
         };
+        if self.compact_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         let live = self.local.len() + self.dropped.order.len().min(DROPPED_KEPT);
         if journal.entries() <= 2 * live + JOURNAL_SLACK {
             return;
         }
         let (txs, dropped) = self.journal_contents();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let Some(journal) = &mut self.journal else {
             return;
         };
+        self.compact_after = None;
         match journal.rewrite(&txs, &dropped) {
             Ok(()) => debug!(
                 txs = txs.len(),
@@ -585,7 +594,11 @@ impl Actor {
                 ms = started.elapsed().as_millis() as u64,
                 "mempool journal compacted"
             ),
-            Err(e) => warn!(error = %e, "mempool: cannot compact the journal"),
+            Err(e) => {
+                // The journal is as it was and still appends; try again later.
+                warn!(error = %e, "mempool: cannot compact the journal; retrying in 10 s");
+                self.compact_after = Some(Instant::now() + Duration::from_secs(10));
+            }
         }
     }
 

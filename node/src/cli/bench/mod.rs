@@ -794,10 +794,8 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
                         *dropped.entry(reason).or_default() += 1;
                     }
                     // Seen in a block the follower missed.
-                    Ok(TxStatusInfo::Committed { .. }) => {
-                        if scheduler.committed(&hash).is_some() {
-                            late_commits += 1;
-                        }
+                    Ok(TxStatusInfo::Committed { .. }) if scheduler.committed(&hash).is_some() => {
+                        late_commits += 1;
                     }
                     _ => {}
                 }
