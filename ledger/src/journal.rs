@@ -57,16 +57,16 @@ pub struct Journal {
     entries: usize,
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&keccak256(payload).0[..8]);
-    out.extend_from_slice(payload);
+fn frame(payload: &[u8], out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&(payload.len() as u32).to_le_bytes())?;
+    out.write_all(&keccak256(payload).0[..8])?;
+    out.write_all(payload)
 }
 
 fn accepted_payload(tx: &SignedTransaction) -> Vec<u8> {
     let mut payload = Vec::with_capacity(1 + MAX_TX_BYTES);
     payload.push(TAG_ACCEPTED);
-    payload.extend_from_slice(&tx.encode());
+    borsh::to_writer(&mut payload, tx).expect("borsh encoding into a Vec cannot fail");
     payload
 }
 
@@ -222,16 +222,11 @@ impl Journal {
             .open(&tmp)?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
         out.write_all(MAGIC)?;
-        let mut buf = Vec::with_capacity(HEADER + MAX_PAYLOAD);
         for (hash, reason) in dropped {
-            buf.clear();
-            frame(&dropped_payload(hash, *reason), &mut buf);
-            out.write_all(&buf)?;
+            frame(&dropped_payload(hash, *reason), &mut out)?;
         }
         for tx in txs {
-            buf.clear();
-            frame(&accepted_payload(tx), &mut buf);
-            out.write_all(&buf)?;
+            frame(&accepted_payload(tx), &mut out)?;
         }
         out.flush()?;
         out.get_ref().sync_all()?;
@@ -258,9 +253,7 @@ impl Journal {
     }
 
     fn append(&mut self, payload: &[u8]) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(HEADER + payload.len());
-        frame(payload, &mut buf);
-        self.out.write_all(&buf)?;
+        frame(payload, &mut self.out)?;
         self.entries += 1;
         Ok(())
     }

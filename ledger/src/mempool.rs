@@ -574,12 +574,11 @@ impl Mempool {
         // Heap of (fee, fewest taken, earliest arrival, sender, nonce) of
         // each sender's next executable transaction.
         let mut heads = BinaryHeap::new();
-        let entry = |sender: Address, nonce: u64, hash: &Hash| {
-            let pooled = &self.txs[hash];
-            let taken = nonce - self.senders[&sender].next_nonce;
+        let entry = |sender: Address, queue: &SenderQueue, nonce: u64| {
+            let pooled = &self.txs[&queue.by_nonce[&nonce]];
             (
                 pooled.tx.tx().fee,
-                Reverse(taken),
+                Reverse(nonce - queue.next_nonce),
                 Reverse(pooled.seq),
                 sender,
                 nonce,
@@ -587,8 +586,7 @@ impl Mempool {
         };
         for (sender, queue) in &self.senders {
             if queue.next_nonce < queue.run_end {
-                let hash = &queue.by_nonce[&queue.next_nonce];
-                heads.push(entry(*sender, queue.next_nonce, hash));
+                heads.push(entry(*sender, queue, queue.next_nonce));
             }
         }
         let mut out = Vec::new();
@@ -606,7 +604,7 @@ impl Mempool {
             bytes += pooled.tx.encoded_len();
             out.push(pooled.tx.clone());
             if nonce + 1 < queue.run_end {
-                heads.push(entry(sender, nonce + 1, &queue.by_nonce[&(nonce + 1)]));
+                heads.push(entry(sender, queue, nonce + 1));
             }
         }
         out

@@ -162,22 +162,26 @@ impl Scheduler {
     }
 
     /// Transfers refused for now: back to the front of their senders' lines
-    /// (in order), each sender pausing a backoff. Returns those given up.
-    pub fn refused_for_now(&self, items: Vec<(usize, Planned)>, now: Instant) -> Vec<Planned> {
+    /// (in order), each sender pausing a backoff. One tried too often is
+    /// given up with the rest of its sender's line (they could never
+    /// execute behind it). Returns how many were given up.
+    pub fn refused_for_now(&self, items: Vec<(usize, Planned)>, now: Instant) -> usize {
         let mut state = self.state();
-        let mut given_up = Vec::new();
+        let mut given_up = 0;
         for (i, mut planned) in items.into_iter().rev() {
             state.in_flight.remove(&planned.hash);
             let sender = &mut state.senders[i];
             sender.outstanding -= 1;
             planned.attempts += 1;
             if planned.attempts > MAX_ATTEMPTS {
-                given_up.push(planned);
+                given_up += 1 + sender.line.len();
+                sender.line.clear();
                 continue;
             }
             sender.not_before = Some(now + RETRY_BACKOFF);
             sender.line.push_front(planned);
         }
+        state.abandoned += given_up;
         given_up
     }
 
@@ -309,7 +313,7 @@ mod tests {
         let s = Scheduler::new(vec![(0..4).map(planned).collect()], 4);
         let now = Instant::now();
         let taken = s.take(2, now);
-        assert!(s.refused_for_now(taken, now).is_empty());
+        assert_eq!(s.refused_for_now(taken, now), 0);
         assert!(s.take(4, now).is_empty(), "backing off");
         let again = s.take(4, now + RETRY_BACKOFF);
         let hashes: Vec<u8> = again.iter().map(|(_, p)| p.hash.0[0]).collect();

@@ -380,6 +380,22 @@ fn plan(
         .collect()
 }
 
+/// Puts transfers refused for now back in their senders' lines, counting
+/// the retries and those given up.
+fn send_again(scheduler: &Scheduler, counters: &Counters, items: Vec<(usize, Planned)>) {
+    counters
+        .retried
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    let given_up = scheduler.refused_for_now(items, Instant::now());
+    if given_up > 0 {
+        Counters::count(
+            &counters.rejected,
+            format!("gave up after {} attempts", load::MAX_ATTEMPTS),
+            given_up as u64,
+        );
+    }
+}
+
 /// One submitting connection: takes what the windows allow, sends it, and
 /// sorts the answers into accepted, refused for now and refused.
 async fn submitter(
@@ -430,49 +446,20 @@ async fn submitter(
                     }
                 }
                 counters.accepted.fetch_add(accepted, Ordering::Relaxed);
-                counters
-                    .retried
-                    .fetch_add(again.len() as u64, Ordering::Relaxed);
-                let given_up = scheduler.refused_for_now(again, Instant::now());
-                if !given_up.is_empty() {
-                    Counters::count(
-                        &counters.rejected,
-                        format!("gave up after {} attempts", load::MAX_ATTEMPTS),
-                        given_up.len() as u64,
-                    );
-                }
+                send_again(&scheduler, &counters, again);
             }
             Err(jsonrpsee::core::ClientError::Call(e)) if retryable(e.code(), e.message()) => {
-                Counters::count(
-                    &counters.refused_for_now,
-                    reason(e.message()),
-                    taken.len() as u64,
-                );
-                counters
-                    .retried
-                    .fetch_add(taken.len() as u64, Ordering::Relaxed);
-                scheduler.refused_for_now(taken, Instant::now());
+                let why = reason(e.message());
+                Counters::count(&counters.refused_for_now, why, taken.len() as u64);
+                send_again(&scheduler, &counters, taken);
             }
             // A transport error (timeout, connection reset): the node may
             // or may not have them, so they are sent again (a second copy
             // of one it took is answered "already known").
             Err(e) => {
-                Counters::count(
-                    &counters.refused_for_now,
-                    format!("rpc error: {}", reason(&e.to_string())),
-                    taken.len() as u64,
-                );
-                counters
-                    .retried
-                    .fetch_add(taken.len() as u64, Ordering::Relaxed);
-                let given_up = scheduler.refused_for_now(taken, Instant::now());
-                if !given_up.is_empty() {
-                    Counters::count(
-                        &counters.rejected,
-                        format!("gave up after {} attempts", load::MAX_ATTEMPTS),
-                        given_up.len() as u64,
-                    );
-                }
+                let why = format!("rpc error: {}", reason(&e.to_string()));
+                Counters::count(&counters.refused_for_now, why, taken.len() as u64);
+                send_again(&scheduler, &counters, taken);
             }
         }
     }
