@@ -41,6 +41,10 @@ impl Home {
     pub fn signing_state_file(&self) -> PathBuf {
         self.data_dir().join("signing_state.bin")
     }
+    /// The bodies of the blocks the signing state refers to.
+    pub fn signed_blocks_file(&self) -> PathBuf {
+        self.data_dir().join("signed_blocks.bin")
+    }
     /// A path from the config, relative to the home unless absolute.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -84,6 +88,8 @@ pub struct P2pConfig {
     pub max_outbound: u32,
     /// Inbound peer connections from one IP address.
     pub max_inbound_per_ip: u32,
+    /// Banned identities after which a host is refused (0: off).
+    pub banned_identities_per_host: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +165,7 @@ impl Default for P2pConfig {
             max_inbound: 48,
             max_outbound: 16,
             max_inbound_per_ip: 8,
+            banned_identities_per_host: 3,
         }
     }
 }
@@ -300,6 +307,10 @@ bootstrap = {bootstrap}
 max_inbound = {max_inbound}
 max_outbound = {max_outbound}
 max_inbound_per_ip = {max_inbound_per_ip}
+# Identities are free, hosts are not: once this many peer identities seen at
+# one IP address (IPv6: its /64) are banned, new inbound peers from there are
+# refused until those bans expire (bootstrap peers still get in). 0: off.
+banned_identities_per_host = {banned_identities_per_host}
 
 [rpc]
 # Serve JSON-RPC (HTTP and WebSocket on the same port).
@@ -379,6 +390,7 @@ filter = {filter}
             max_inbound = p.max_inbound,
             max_outbound = p.max_outbound,
             max_inbound_per_ip = p.max_inbound_per_ip,
+            banned_identities_per_host = p.banned_identities_per_host,
             rpc_enabled = r.enabled,
             rpc_listen = r.listen,
             max_request_body_bytes = r.max_request_body_bytes,

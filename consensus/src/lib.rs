@@ -152,3 +152,4 @@ pub use types::{
     VoteType,
 };
 pub use validators::{MAX_TOTAL_VOTING_POWER, Validator, ValidatorSet, ValidatorSetError};
+pub use votes::MAX_PROPOSALS_PER_ROUND;

@@ -23,7 +23,7 @@ use crate::types::{
     VoteType,
 };
 use crate::validators::ValidatorSet;
-use crate::votes::MessageLog;
+use crate::votes::{MAX_PROPOSALS_PER_ROUND, MessageLog};
 
 /// Messages for rounds above this are dropped. At CometBFT's default timeouts
 /// a height would need thousands of years of failed rounds to get there; the
@@ -233,7 +233,8 @@ pub enum Action<A, V, Sig> {
         round: Round,
     },
     /// Check the block with this id (carried next to the proposal) and answer
-    /// with [`Event::BlockVerified`]. Asked once per value and height.
+    /// with [`Event::BlockVerified`]. Asked once per value and height, and
+    /// again in a later round if the answer was invalid.
     VerifyBlock {
         /// Height of the block.
         height: Height,
@@ -311,12 +312,25 @@ impl<A: Ord + Clone, V: ValueId, Sig: Clone> HeightState<A, V, Sig> {
     }
 
     /// The proposal of `round` from `proposer(h_p, round)`: (proposer, value,
-    /// POL round).
+    /// POL round). The first one, if the proposer equivocated.
     fn proposal_of_round(&mut self, round: Round) -> Option<(A, V, Option<Round>)> {
         let proposer = self.proposer_of(round);
         let p = self.log.proposal(round, &proposer)?;
         let (value, pol_round) = (p.message.value.clone(), p.message.pol_round);
         Some((proposer, value, pol_round))
+    }
+
+    /// The values `proposer(h_p, round)` proposed in `round` (two if it
+    /// equivocated), with the proposer.
+    fn proposed_values(&mut self, round: Round) -> (A, Vec<V>) {
+        let proposer = self.proposer_of(round);
+        let values = self
+            .log
+            .proposals(round, &proposer)
+            .iter()
+            .map(|p| p.message.value.clone())
+            .collect();
+        (proposer, values)
     }
 
     /// `valid(v)`, asking the node to verify the first time it is needed.
@@ -830,6 +844,10 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         hs.prevote_timeout_scheduled = false;
         hs.precommit_timeout_scheduled = false;
         hs.polka_for_value_seen = false;
+        // A value found invalid is asked about again in a new round: the
+        // answer may have been "not now" (a block ahead of our clock, a body
+        // we did not hold yet). At most one check per value per round.
+        hs.validity.retain(|_, v| *v != Validity::Invalid);
         let height = hs.height;
         let proposer = hs.proposer_of(round);
         // Every round up to `round` has its proposer computed now: the
@@ -854,15 +872,18 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         // L14
         if hs.me.as_ref().is_some_and(|(me, _)| *me == proposer) {
             match self.signing.permit_proposal(height, round) {
-                // Signed before a crash: the same proposal again, nothing else.
+                // Signed before a crash: the same proposal again, nothing
+                // else. Neither it nor a valid value restored from the
+                // signing state is taken as valid here: only what the node
+                // executed in this run is (`validity`), the rest is verified
+                // like a peer's proposal, so nothing unexecuted is decided.
                 Permit::Repeat(record) => {
-                    let known_valid = hs.valid.as_ref().is_some_and(|v| v.value == record.value);
-                    self.cast_proposal(record.value, record.pol_round, known_valid, out);
+                    self.cast_proposal(record.value, record.pol_round, false, out);
                 }
                 Permit::Refuse => {}
                 Permit::Sign => match hs.valid.clone() {
                     // L15-16, L19
-                    Some(valid) => self.cast_proposal(valid.value, Some(valid.round), true, out),
+                    Some(valid) => self.cast_proposal(valid.value, Some(valid.round), false, out),
                     // L18: getValue() is asynchronous, answered by BlockBuilt.
                     None => {
                         hs.awaiting_block = true;
@@ -999,24 +1020,13 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                     );
                     return;
                 }
-                let existing = hs.log.proposal(round, &signer).cloned();
-                let sign_bytes = p.sign_bytes(self.config.chain_id);
-                if let Some(first) = existing {
-                    if first.message == proposal.message {
-                        return;
-                    }
-                    if self
-                        .scheme
-                        .verify(&signer, &sign_bytes, &proposal.signature)
-                        && hs.reported.insert((signer, round, 0))
-                    {
-                        out.push(Action::ReportEvidence(Evidence::DuplicateProposal {
-                            first,
-                            second: proposal,
-                        }));
-                    }
+                let held = hs.log.proposals(round, &signer);
+                if held.iter().any(|p| p.message == proposal.message) {
                     return;
                 }
+                let full = held.len() >= MAX_PROPOSALS_PER_ROUND;
+                let first = held.first().cloned();
+                let sign_bytes = p.sign_bytes(self.config.chain_id);
                 if !self
                     .scheme
                     .verify(&signer, &sign_bytes, &proposal.signature)
@@ -1029,7 +1039,17 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                     );
                     return;
                 }
-                if !hs.log.admit(&signer, round) {
+                if let Some(first) = first {
+                    if hs.reported.insert((signer.clone(), round, 0)) {
+                        out.push(Action::ReportEvidence(Evidence::DuplicateProposal {
+                            first,
+                            second: proposal.clone(),
+                        }));
+                    }
+                }
+                // An equivocator's second value is kept (the others may
+                // decide it); beyond that nothing is.
+                if full || !hs.log.admit(&signer, round) {
                     return;
                 }
                 hs.log.add_proposal(proposal, power);
@@ -1301,10 +1321,10 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             })
             .collect();
         for (round, value) in candidates {
-            let Some((proposer, proposed, _)) = hs.proposal_of_round(round) else {
-                continue;
-            };
-            if proposed != value {
+            // Any of the round proposer's proposals: a decision for its
+            // second value is as final as one for its first.
+            let (proposer, proposed) = hs.proposed_values(round);
+            if !proposed.contains(&value) {
                 continue;
             }
             // L50
@@ -1433,12 +1453,15 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             return false;
         }
         let round = hs.round;
-        let Some((proposer, value, _)) = hs.proposal_of_round(round) else {
+        // The proposer's value with 2f+1 prevotes (if it equivocated, at
+        // most one of its two can have them).
+        let (proposer, proposed) = hs.proposed_values(round);
+        let Some(value) = proposed
+            .into_iter()
+            .find(|value| hs.is_quorum(hs.prevotes_for(round, Some(value))))
+        else {
             return false;
         };
-        if !hs.is_quorum(hs.prevotes_for(round, Some(&value))) {
-            return false;
-        }
         if hs.valid_value(&value, round, &proposer, out) != Some(true) {
             return false;
         }

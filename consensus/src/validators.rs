@@ -261,6 +261,34 @@ impl<A: Ord + Clone> ValidatorSet<A> {
         next
     }
 
+    /// Advances this set by `steps` heights in place: the same as calling
+    /// [`ValidatorSet::next_height`] `steps` times. The rotation is a
+    /// function of the priorities alone, so it cycles; once a cycle is seen
+    /// (Brent's method, within about twice its length) the rest of the
+    /// steps are taken modulo its length. A node at height 10^8 thus starts
+    /// in the time of one cycle, not of the chain's age.
+    pub fn advance(&mut self, mut steps: u64) {
+        let mut saved = self.priorities.clone();
+        let (mut window, mut since_saved) = (1u64, 0u64);
+        while steps > 0 {
+            self.rotate();
+            steps -= 1;
+            since_saved += 1;
+            if self.priorities == saved {
+                // From here on the state repeats every `since_saved` steps.
+                for _ in 0..steps % since_saved {
+                    self.rotate();
+                }
+                return;
+            }
+            if since_saved == window {
+                saved.clone_from(&self.priorities);
+                window = window.saturating_mul(2);
+                since_saved = 0;
+            }
+        }
+    }
+
     /// One rotation step; returns the index of the chosen proposer.
     pub(crate) fn rotate(&mut self) -> usize {
         self.rescale_priorities();
@@ -465,6 +493,42 @@ mod tests {
         assert_eq!(proposers, vec![0, 1, 2, 3, 0, 1, 2, 3]);
         // The next height starts where round 1 of this height would.
         assert_eq!(s.next_height().proposer(0), s.proposer(1));
+    }
+
+    #[test]
+    fn advancing_equals_stepping_one_height_at_a_time() {
+        for powers in [
+            &[1, 1, 1, 1][..],
+            &[5, 3, 1, 1],
+            &[100, 1],
+            &[33, 34, 33],
+            &[7],
+            &[1_000_000, 999_999, 3, 1],
+        ] {
+            let genesis = set(powers);
+            let mut stepped = genesis.clone();
+            for steps in [0u64, 1, 2, 3, 7, 64, 1_000, 5_003] {
+                let mut advanced = genesis.clone();
+                advanced.advance(steps);
+                let mut expected = genesis.clone();
+                for _ in 0..steps {
+                    expected = expected.next_height();
+                }
+                assert_eq!(advanced, expected, "powers {powers:?}, {steps} steps");
+            }
+            if genesis.total_power() > 1_000 {
+                continue;
+            }
+            // A long way (cycles of at most the total power) in pieces and
+            // in one go agree.
+            let mut long = genesis.clone();
+            long.advance(1_000_000_007);
+            for _ in 0..7 {
+                stepped.advance(142_857_143);
+            }
+            stepped.advance(6);
+            assert_eq!(long, stepped, "powers {powers:?}");
+        }
     }
 
     #[test]

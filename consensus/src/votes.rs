@@ -19,6 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::{Message, Round, SignedProposal, SignedVote, VoteType};
 
+/// Distinct proposals kept per signer and round. One is all an honest
+/// proposer makes; the second is an equivocator's other value, which may be
+/// the one a quorum decides. More are dropped (and reported once).
+pub const MAX_PROPOSALS_PER_ROUND: usize = 2;
+
 /// The votes of one kind in one round.
 ///
 /// A validator's first vote counts for its value and towards the total. One
@@ -158,8 +163,11 @@ pub(crate) struct RoundLog<A, V, Sig> {
     /// gets in; above it the proposer is not computed yet (that would let a
     /// peer make us run the rotation for any round number), so each claimed
     /// proposer has its own slot, and the others are dropped once the round
-    /// is reached ([`MessageLog::set_current_round`]).
-    proposals: BTreeMap<A, SignedProposal<A, V, Sig>>,
+    /// is reached ([`MessageLog::set_current_round`]). Up to
+    /// [`MAX_PROPOSALS_PER_ROUND`] distinct proposals per signer: an
+    /// equivocating proposer's other value may be the one the others decide,
+    /// and its proposal is needed to decide it here too.
+    proposals: BTreeMap<A, Vec<SignedProposal<A, V, Sig>>>,
     /// Distinct senders of any message in the round, for line 55.
     senders: BTreeMap<A, u64>,
     sender_power: u64,
@@ -190,8 +198,14 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> RoundLog<A, V, Sig> {
         }
     }
 
+    /// The first proposal `proposer` made in this round.
     pub(crate) fn proposal_from(&self, proposer: &A) -> Option<&SignedProposal<A, V, Sig>> {
-        self.proposals.get(proposer)
+        self.proposals_from(proposer).first()
+    }
+
+    /// Every proposal held from `proposer` in this round, first one first.
+    pub(crate) fn proposals_from(&self, proposer: &A) -> &[SignedProposal<A, V, Sig>] {
+        self.proposals.get(proposer).map_or(&[], Vec::as_slice)
     }
 
     /// Power of the distinct validators that sent anything in this round.
@@ -222,6 +236,7 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> RoundLog<A, V, Sig> {
     pub(crate) fn messages(&self) -> impl Iterator<Item = Message<A, V, Sig>> + '_ {
         self.proposals
             .values()
+            .flatten()
             .cloned()
             .map(Message::Proposal)
             .chain(self.prevotes.iter().cloned().map(Message::Vote))
@@ -276,7 +291,7 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
                 }
                 let proposer = proposer_of(*r);
                 log.proposals.retain(|a, _| Some(a) == proposer);
-                for p in log.proposals.values() {
+                for p in log.proposals.values().flatten() {
                     self.proposed.insert(p.message.value.clone());
                 }
             }
@@ -322,6 +337,13 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
         proposer: &A,
     ) -> Option<&SignedProposal<A, V, Sig>> {
         self.rounds.get(&round)?.proposal_from(proposer)
+    }
+
+    /// Every proposal held from `proposer` in `round`, first one first.
+    pub(crate) fn proposals(&self, round: Round, proposer: &A) -> &[SignedProposal<A, V, Sig>] {
+        self.rounds
+            .get(&round)
+            .map_or(&[], |log| log.proposals_from(proposer))
     }
 
     /// Makes room for a message of `sender` in `round` (call only after its
@@ -389,9 +411,10 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
         round.votes_mut(kind).insert_conflicting(vote, power)
     }
 
-    /// Stores a proposal the caller checked (signature, no proposal yet from
-    /// this signer in this round, [`MessageLog::admit`], and for a round up
-    /// to the current one: from the round's proposer).
+    /// Stores a proposal the caller checked (signature, not held yet, fewer
+    /// than [`MAX_PROPOSALS_PER_ROUND`] from this signer in this round,
+    /// [`MessageLog::admit`], and for a round up to the current one: from the
+    /// round's proposer).
     pub(crate) fn add_proposal(&mut self, proposal: SignedProposal<A, V, Sig>, power: u64) {
         if proposal.message.round <= self.current {
             self.proposed.insert(proposal.message.value.clone());
@@ -403,7 +426,9 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
         round.note_sender(&proposal.message.proposer, power);
         round
             .proposals
-            .insert(proposal.message.proposer.clone(), proposal);
+            .entry(proposal.message.proposer.clone())
+            .or_default()
+            .push(proposal);
     }
 }
 

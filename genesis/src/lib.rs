@@ -68,6 +68,15 @@ pub enum GenesisError {
     Key(#[from] tally_ledger::CryptoError),
 }
 
+/// The largest `max_block_bytes` a genesis may set: a proposal carries its
+/// block in one gossip message (the node allows the block plus 256 KiB) and
+/// a syncing node receives at least one whole block (with its certificate)
+/// in one 16 MiB response.
+pub const MAX_BLOCK_BYTES: u32 = 8 * 1024 * 1024;
+
+/// The longest any consensus timeout or block interval may be: ten minutes.
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
 /// Consensus parameters, fixed at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize)]
 #[serde(deny_unknown_fields)]
@@ -267,14 +276,28 @@ impl Genesis {
                 problem: problem.to_string(),
             })
         };
-        if p.timeout_propose_ms == 0 {
-            return bad("timeout_propose_ms", "must be positive");
+        for (name, ms) in [
+            ("timeout_propose_ms", p.timeout_propose_ms),
+            ("timeout_prevote_ms", p.timeout_prevote_ms),
+            ("timeout_precommit_ms", p.timeout_precommit_ms),
+            // Timeouts must grow with the round, or a network whose messages
+            // take longer than the timeouts never decides.
+            ("timeout_delta_ms", p.timeout_delta_ms),
+        ] {
+            if ms == 0 {
+                return bad(name, "must be positive");
+            }
+            if ms > MAX_TIMEOUT_MS {
+                return bad(name, &format!("must be at most {MAX_TIMEOUT_MS} ms"));
+            }
         }
-        if p.timeout_prevote_ms == 0 {
-            return bad("timeout_prevote_ms", "must be positive");
-        }
-        if p.timeout_precommit_ms == 0 {
-            return bad("timeout_precommit_ms", "must be positive");
+        for (name, ms) in [
+            ("block_interval_ms", p.block_interval_ms),
+            ("empty_block_interval_ms", p.empty_block_interval_ms),
+        ] {
+            if ms > MAX_TIMEOUT_MS {
+                return bad(name, &format!("must be at most {MAX_TIMEOUT_MS} ms"));
+            }
         }
         if p.max_block_txs == 0 {
             return bad("max_block_txs", "must be positive");
@@ -283,6 +306,21 @@ impl Genesis {
             return bad(
                 "max_block_bytes",
                 &format!("must hold at least one transaction ({MAX_TX_BYTES} bytes)"),
+            );
+        }
+        if p.max_block_bytes > MAX_BLOCK_BYTES {
+            return bad(
+                "max_block_bytes",
+                &format!(
+                    "must be at most {MAX_BLOCK_BYTES} bytes (a proposal is one gossip message, \
+                     and a block must fit in one sync response)"
+                ),
+            );
+        }
+        if p.min_fee == 0 {
+            return bad(
+                "min_fee",
+                "must be positive (free transactions let anyone fill every block)",
             );
         }
         Ok(())

@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeUpdateBatch;
-use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, Commit, Header, last_commit_hash, merkle_root};
 use crate::crypto::{Address, Hash};
@@ -21,35 +19,7 @@ use crate::store::Store;
 use crate::tx::{SignedTransaction, VerifiedTransaction};
 
 pub use crate::params::ExecParams;
-
-/// The outcome of one transaction in a block.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct Receipt {
-    pub status: TxStatus,
-    #[serde(with = "crate::serde_u128")]
-    pub fee_paid: u128,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TxStatus {
-    Success,
-    /// Left out of the block; committed blocks never hold rejected transactions.
-    Rejected {
-        error: String,
-    },
-}
-
-impl Receipt {
-    pub fn rejected(error: &TxError) -> Receipt {
-        Receipt {
-            status: TxStatus::Rejected {
-                error: error.to_string(),
-            },
-            fee_paid: 0,
-        }
-    }
-}
+pub use crate::receipt::{Receipt, TxStatus};
 
 /// A block whose transactions have been applied to the latest state, with
 /// everything the store writes when it commits.

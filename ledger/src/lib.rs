@@ -23,6 +23,7 @@ pub mod execution;
 pub mod journal;
 pub mod mempool;
 pub mod params;
+pub mod receipt;
 pub mod state;
 #[cfg(feature = "store")]
 pub mod store;
@@ -32,13 +33,14 @@ pub use block::{Block, Commit, CommitSig, Header, merkle_root};
 pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
 #[cfg(feature = "store")]
-pub use execution::{ExecutedBlock, Proposal, Receipt, TxStatus, build_block, verify_block};
+pub use execution::{ExecutedBlock, Proposal, build_block, verify_block};
 pub use journal::{Journal, Replay};
 pub use mempool::{AddError, DropReason, Mempool, MempoolConfig, PoolEvents, PoolStats};
 pub use params::{ExecParams, GenesisState};
+pub use receipt::{Receipt, TxLocation, TxStatus};
 pub use state::{Account, AccountProof, StateReader, verify_account_proof};
 #[cfg(feature = "store")]
-pub use store::{ChainTip, Store, TxLocation, TxRecord};
+pub use store::{ChainTip, Store, TxRecord};
 pub use tx::{SignedTransaction, Transaction, VerifiedTransaction};
 
 /// Serde for `u128` amounts as decimal strings (JSON numbers lose precision

@@ -20,6 +20,7 @@ use crate::block::{Block, Commit};
 use crate::crypto::{Address, Hash};
 use crate::error::StoreError;
 use crate::execution::{ExecutedBlock, Receipt};
+pub use crate::receipt::TxLocation;
 use crate::state::{Account, AccountProof, StateReader, TreeHasher, account_key};
 
 const CF_BLOCKS: &str = "blocks";
@@ -62,15 +63,6 @@ pub struct ChainTip {
     pub height: u64,
     pub hash: Hash,
     pub state_root: Hash,
-}
-
-/// Where a committed transaction is: block height and index in the block.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
-)]
-pub struct TxLocation {
-    pub height: u64,
-    pub index: u32,
 }
 
 /// A committed transaction with its location and receipt.

@@ -80,9 +80,14 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 1337)]
         chain_id: u64,
-        /// IP address the nodes listen on and dial each other at.
+        /// IP address the nodes listen on and dial each other at (p2p).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// IP address the nodes' JSON-RPC listens on. Loopback unless you
+        /// mean to expose it (then put it behind a proxy with limits; see
+        /// docs/SECURITY.md).
+        #[arg(long, default_value = "127.0.0.1")]
+        rpc_host: String,
         /// P2P port of node0 (node i listens on base + i).
         #[arg(long, default_value_t = 26656)]
         p2p_port: u16,
@@ -206,6 +211,10 @@ struct BenchArgs {
     /// Give up waiting for commits this many seconds after the last submission.
     #[arg(long, default_value_t = 60)]
     drain_timeout_s: u64,
+    /// Instead of load: the mempool-lockout attack with this many accounts
+    /// (64 transfers each behind a nonce gap), then time a normal transfer.
+    #[arg(long)]
+    lockout: Option<usize>,
 }
 
 impl BenchArgs {
@@ -476,15 +485,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out,
             chain_id,
             host,
+            rpc_host,
             p2p_port,
             rpc_port,
             free_ports,
             params,
         } => {
             let ports = if free_ports {
-                Ports::free(&host, validators)?
+                Ports::free(&host, &rpc_host, validators)?
             } else {
-                Ports::sequential(&host, validators, p2p_port, rpc_port)
+                Ports::sequential(&host, &rpc_host, validators, p2p_port, rpc_port)
             };
             let (genesis, nodes) =
                 homes::testnet(validators, chain_id, params.params(), &out, &ports)?;
@@ -514,11 +524,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     let p2p = homes::free_ports(host, validators)?;
                     Ports {
                         host: host.into(),
+                        rpc_host: host.into(),
                         p2p,
                         rpc: (0..validators as u16).map(|i| base + i).collect(),
                     }
                 }
-                None => Ports::free(host, validators)?,
+                None => Ports::free(host, host, validators)?,
             };
             let (genesis, nodes) =
                 homes::testnet(validators, chain_id, params.params(), &dir, &ports)?;
@@ -600,10 +611,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
         },
         Command::Bench(args) => {
-            let report = tally_node::cli::bench::run(args.config()).await?;
-            tally_node::cli::bench::print(&report);
+            use tally_node::cli::bench;
+            let json = if let Some(accounts) = args.lockout {
+                let client = bench::http(&args.endpoints[0])?;
+                let report = bench::lockout::run(&client, accounts, args.batch).await?;
+                bench::lockout::print(&report);
+                serde_json::to_string_pretty(&report)?
+            } else {
+                let report = bench::run(args.config()).await?;
+                bench::print(&report);
+                serde_json::to_string_pretty(&report)?
+            };
             if let Some(out) = args.out {
-                std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+                std::fs::write(&out, json + "\n")
                     .with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote {}", out.display());
             }
@@ -624,8 +644,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             remove_if_exists(&home.store_dir())?;
             println!("deleted {}", home.store_dir().display());
             if signing_state {
-                remove_if_exists(&home.signing_state_file())?;
-                println!("deleted {}", home.signing_state_file().display());
+                for file in [home.signing_state_file(), home.signed_blocks_file()] {
+                    remove_if_exists(&file)?;
+                    println!("deleted {}", file.display());
+                }
             }
         }
     }

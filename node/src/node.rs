@@ -48,6 +48,13 @@ fn parse_addrs(what: &str, addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
 /// tip plus this many heights (with [`StartOptions::signing_state_lost`]).
 pub const SIGNING_MARGIN: u64 = 100;
 
+/// Fault injection for tests: with this environment variable set, a
+/// validator signs and records its precommits for a value but never sends
+/// them (nil ones it sends, so rounds move on), so its locks stay without a
+/// decision (how the tests put a whole cluster in that state before
+/// restarting it).
+pub const WITHHOLD_PRECOMMITS_VAR: &str = "TALLY_FAULT_WITHHOLD_PRECOMMITS";
+
 /// What `tally start` can change for one run only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StartOptions {
@@ -116,6 +123,7 @@ impl Node {
             max_inbound: config.p2p.max_inbound,
             max_outbound: config.p2p.max_outbound,
             max_inbound_per_ip: config.p2p.max_inbound_per_ip,
+            banned_identities_per_host: config.p2p.banned_identities_per_host,
             ..tally_p2p::Config::default()
         };
         let (network, net_events) = tally_p2p::spawn(p2p_config)
@@ -192,13 +200,22 @@ impl Node {
                 .saturating_add(params.timeout_precommit_ms),
         )
         .max(Duration::from_millis(500));
+        let withhold_precommits = std::env::var_os(WITHHOLD_PRECOMMITS_VAR).is_some();
+        if withhold_precommits {
+            warn!(
+                "{WITHHOLD_PRECOMMITS_VAR} is set: this validator sends none of its precommits for a block \
+                 (fault injection for tests; the chain cannot decide while enough validators do this)"
+            );
+        }
         let consensus_task = consensus::spawn(
             consensus::Settings {
+                withhold_precommits,
                 chain_id: genesis.chain_id,
                 genesis_set,
                 block_interval: Duration::from_millis(params.block_interval_ms),
                 max_block_txs: params.max_block_txs as usize,
                 max_block_bytes: params.max_block_bytes as usize,
+                signed_blocks: signing_path.as_ref().map(|_| home.signed_blocks_file()),
                 signing_state: signing_path,
                 stall_after,
                 empty_block_interval: Duration::from_millis(params.empty_block_interval_ms),

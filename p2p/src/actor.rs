@@ -3,7 +3,7 @@
 //! and a maintenance tick.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -40,6 +40,7 @@ use crate::{
     behaviour::{self, Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD},
     config::{load_or_create_key, quic_twin},
     ingress::Command,
+    ip_limit::host_of,
 };
 
 /// Period of the maintenance tick: redials, ban expiry, score checks.
@@ -625,8 +626,24 @@ impl Actor {
             // Another chain (or not a Tally node): keep it out of discovery.
             return;
         }
+        // Only addresses at the host we actually reach the peer at (its IP,
+        // or its IPv6 /64) go into the routing table: any other would let a peer point every node that
+        // asks us at a host of its choosing (and spread the lie). A peer
+        // behind NAT announces its external address (`p2p.external`), which
+        // is the IP its connections come from.
+        let seen: HashSet<_> = self
+            .connected
+            .get(&peer_id)
+            .into_iter()
+            .flat_map(|c| c.values())
+            .filter_map(host_of)
+            .collect();
         for addr in info.listen_addrs {
-            let _ = self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            if host_of(&addr).is_some_and(|host| seen.contains(&host)) {
+                let _ = self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            } else {
+                debug!(peer = %peer_id, %addr, "identify: not adding an address the peer is not seen at");
+            }
         }
         // A new peer may know peers we do not: look soon, but coalesce the
         // lookups of a burst of new connections into one.
@@ -784,7 +801,22 @@ impl Actor {
 
     fn ban(&mut self, peer: PeerId, duration: Duration) {
         warn!(%peer, ?duration, "banning peer");
-        self.bans.insert(peer, Instant::now() + duration);
+        let until = Instant::now() + duration;
+        let already = self.bans.insert(peer, until).is_some();
+        // Identities are free: count the ban against the hosts it came from
+        // too (each host once), so a host that keeps coming back with new
+        // ones is refused as a whole (`banned_identities_per_host`).
+        let limit = &mut self.swarm.behaviour_mut().ip_limit;
+        if !already && !limit.is_reserved(&peer) {
+            for addr in self
+                .connected
+                .get(&peer)
+                .into_iter()
+                .flat_map(|c| c.values())
+            {
+                limit.strike(peer, addr, until);
+            }
+        }
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
@@ -814,6 +846,7 @@ impl Actor {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             self.schedule_redial(peer);
         }
+        self.swarm.behaviour_mut().ip_limit.expire(now);
 
         let due: Vec<(PeerId, Multiaddr)> = self
             .persistent

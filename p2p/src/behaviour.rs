@@ -145,7 +145,7 @@ pub(crate) fn build(
 
     Ok(Behaviour {
         limits,
-        ip_limit: IpLimit::new(config.max_inbound_per_ip),
+        ip_limit: IpLimit::new(config.max_inbound_per_ip, config.banned_identities_per_host),
         blocked: allow_block_list::Behaviour::default(),
         gossipsub,
         block_sync,

@@ -48,8 +48,11 @@ pub struct Config {
     /// Established outbound connections, not counting reserved peers.
     pub max_outbound: u32,
     /// Established inbound connections from one IP address, not counting
-    /// reserved peers.
+    /// reserved peers; as many may be in their handshake.
     pub max_inbound_per_ip: u32,
+    /// Once this many identities seen at one host are banned, the host's
+    /// new inbound identities are refused until those bans expire (0: off).
+    pub banned_identities_per_host: usize,
     /// Established connections to one peer (2 lets simultaneous dials from
     /// both sides succeed).
     pub max_connections_per_peer: u32,
@@ -95,6 +98,7 @@ impl Default for Config {
             max_inbound: 96,
             max_outbound: 32,
             max_inbound_per_ip: 8,
+            banned_identities_per_host: 3,
             max_connections_per_peer: 2,
             event_capacity: 4096,
             heartbeat_interval: Duration::from_millis(700),

@@ -8,9 +8,14 @@
 //! Rejections are JSON-RPC errors with a code from [`codes`] and a message
 //! that says what is wrong.
 
+use std::str::FromStr;
+use std::time::Duration;
+
 use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::server::{BatchRequestConfig, PingConfig, ServerConfig};
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Serialize};
+use tally_config::RpcConfig;
 use tally_ledger::{Address, Commit, Hash, Header, Receipt, SignedTransaction, TxLocation};
 
 pub use jsonrpsee;
@@ -59,6 +64,40 @@ pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
 pub fn parse_hex(what: &str, s: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
     hex::decode(digits).map_err(|e| error(codes::INVALID_PARAMS, format!("bad hex in {what}: {e}")))
+}
+
+/// Parses a `0x`-prefixed hash.
+pub fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
+    Hash::from_str(s).map_err(|e| error(codes::INVALID_PARAMS, format!("bad hash {s:?}: {e}")))
+}
+
+/// Parses a `0x`-prefixed address.
+pub fn parse_address(s: &str) -> Result<Address, ErrorObjectOwned> {
+    Address::from_str(s)
+        .map_err(|e| error(codes::INVALID_PARAMS, format!("bad address {s:?}: {e}")))
+}
+
+/// jsonrpsee's own limits from the node's `[rpc]` section: body sizes,
+/// connections (in flight), subscriptions per connection, batch length and
+/// WebSocket pings. The transport around it (socket slots, deadlines, Host
+/// and CORS filters) is the node's.
+pub fn server_config(config: &RpcConfig) -> ServerConfig {
+    let mut server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_request_body_bytes)
+        .max_response_body_size(config.max_response_body_bytes)
+        .max_connections(config.max_connections)
+        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len));
+    if config.ws_ping_interval_ms > 0 {
+        let interval = Duration::from_millis(config.ws_ping_interval_ms);
+        server_config = server_config.enable_ws_ping(
+            PingConfig::new()
+                .ping_interval(interval)
+                .inactive_limit(Duration::from_millis(config.ws_idle_timeout_ms).max(interval))
+                .max_failures(1),
+        );
+    }
+    server_config.build()
 }
 
 /// Where a transaction is.

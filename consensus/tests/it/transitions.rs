@@ -910,3 +910,95 @@ fn catch_up_messages_carry_the_round_and_the_polka_of_the_valid_round() {
     }
     assert!(messages.contains(&tally_consensus::Message::Vote(prevote(3, 1, 2, None))));
 }
+
+/// An "invalid" answer holds for its round only: a block refused for now
+/// (ahead of our clock, say) is asked about again in the next round, so the
+/// value the others decided can still be decided here.
+#[test]
+fn an_invalid_answer_is_asked_again_in_the_next_round() {
+    let mut m = machine(1);
+    let p = signed_proposal(0, 1, 0, v(1), None);
+    m.handle(start(1));
+    assert_eq!(m.handle(ev_proposal(p)), vec![verify(1, 0, v(1), 0)]);
+    m.handle(verified(1, v(1), false));
+    // The others precommit v in round 0: a quorum, but not valid here.
+    for from in [0, 2, 3] {
+        let actions = m.handle(ev_vote(precommit(from, 1, 0, Some(v(1)))));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Decide(_))),
+            "decided a value it found invalid: {actions:?}"
+        );
+    }
+    let actions = m.handle(timeout(1, 0, Precommit));
+    assert!(
+        actions.contains(&verify(1, 0, v(1), 0)),
+        "round 1 asks about v again: {actions:?}"
+    );
+    let actions = m.handle(verified(1, v(1), true));
+    assert!(
+        actions.contains(&decide(1, 0, v(1), &[0, 2, 3])),
+        "decides once v is valid: {actions:?}"
+    );
+}
+
+/// An equivocating proposer's second value is kept: when the others decide
+/// it, this node can decide it too instead of waiting for block sync. A
+/// third distinct proposal is dropped.
+#[test]
+fn the_value_decided_may_be_an_equivocators_second_proposal() {
+    let mut m = machine(3);
+    m.handle(start(1));
+    assert_eq!(
+        m.handle(ev_proposal(signed_proposal(0, 1, 0, v(1), None))),
+        vec![verify(1, 0, v(1), 0)]
+    );
+    let actions = m.handle(ev_proposal(signed_proposal(0, 1, 0, v(2), None)));
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::ReportEvidence(Evidence::DuplicateProposal { .. })]
+        ),
+        "the second proposal is evidence: {actions:?}"
+    );
+    assert!(
+        m.handle(ev_proposal(signed_proposal(0, 1, 0, v(3), None)))
+            .iter()
+            .all(|a| !matches!(a, Action::ReportEvidence(_))),
+        "reported once"
+    );
+    m.handle(verified(1, v(1), true));
+    let mut asked = Vec::new();
+    for from in [0, 1, 2] {
+        asked.extend(m.handle(ev_vote(precommit(from, 1, 0, Some(v(2))))));
+    }
+    assert!(
+        asked.contains(&verify(1, 0, v(2), 0)),
+        "the decided value is checked: {asked:?}"
+    );
+    assert!(
+        !asked.contains(&verify(1, 0, v(3), 0)),
+        "a third proposal was not kept: {asked:?}"
+    );
+    let actions = m.handle(verified(1, v(2), true));
+    assert!(
+        actions.contains(&decide(1, 0, v(2), &[0, 1, 2])),
+        "decides the second value: {actions:?}"
+    );
+
+    // Precommits for the third value decide nothing: it was never kept.
+    let mut m = machine(3);
+    m.handle(start(1));
+    for value in [1, 2, 3] {
+        m.handle(ev_proposal(signed_proposal(0, 1, 0, v(value), None)));
+    }
+    let mut actions = Vec::new();
+    for from in [0, 1, 2] {
+        actions.extend(m.handle(ev_vote(precommit(from, 1, 0, Some(v(3))))));
+    }
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Decide(_) | Action::VerifyBlock { .. })),
+        "{actions:?}"
+    );
+}

@@ -1,8 +1,8 @@
 //! Genesis validation, hashing and generation.
 
 use tally_genesis::{
-    ConsensusParams, DEV_ACCOUNTS, DEV_BALANCE, Genesis, GenesisAccount, GenesisError, dev_genesis,
-    dev_keys, generate_testnet, layout,
+    ConsensusParams, DEV_ACCOUNTS, DEV_BALANCE, Genesis, GenesisAccount, GenesisError,
+    MAX_BLOCK_BYTES, MAX_TIMEOUT_MS, dev_genesis, dev_keys, generate_testnet, layout,
 };
 use tally_ledger::{SecretKey, StateReader, Store};
 
@@ -91,6 +91,42 @@ fn every_mistake_gets_a_clear_error() {
             ..
         })
     ));
+}
+
+#[test]
+fn parameters_are_bounded_against_the_network_limits() {
+    let refused = |change: fn(&mut ConsensusParams), param: &str| {
+        let mut g = sample();
+        change(&mut g.consensus);
+        match g.validate() {
+            Err(GenesisError::BadParam { name, .. }) => assert_eq!(name, param),
+            other => panic!("{param}: expected BadParam, got {other:?}"),
+        }
+    };
+    refused(|p| p.timeout_delta_ms = 0, "timeout_delta_ms");
+    refused(|p| p.timeout_propose_ms = u64::MAX, "timeout_propose_ms");
+    refused(|p| p.timeout_prevote_ms = 0, "timeout_prevote_ms");
+    refused(
+        |p| p.timeout_precommit_ms = MAX_TIMEOUT_MS + 1,
+        "timeout_precommit_ms",
+    );
+    refused(|p| p.block_interval_ms = u64::MAX, "block_interval_ms");
+    refused(
+        |p| p.empty_block_interval_ms = u64::MAX,
+        "empty_block_interval_ms",
+    );
+    refused(
+        |p| p.max_block_bytes = MAX_BLOCK_BYTES + 1,
+        "max_block_bytes",
+    );
+    refused(|p| p.max_block_bytes = u32::MAX, "max_block_bytes");
+    refused(|p| p.min_fee = 0, "min_fee");
+
+    let mut g = sample();
+    g.consensus.max_block_bytes = MAX_BLOCK_BYTES;
+    g.consensus.timeout_propose_ms = MAX_TIMEOUT_MS;
+    g.consensus.timeout_delta_ms = 1;
+    g.validate().expect("the bounds themselves are allowed");
 }
 
 #[test]

@@ -19,8 +19,11 @@ use crate::actors::priority::Priority;
 use crate::chain::{Secp256k1, commit_to_certificate};
 use crate::{now_ms, par_map};
 
-/// How far ahead of our clock a proposed block's time may be.
-const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
+/// How far ahead of our clock a proposed block's time may be: the bound on
+/// clock skew between correct validators that the chain assumes. A block
+/// further ahead is refused for now (not marked invalid for the height): the
+/// machine asks again in the next round, when our clock may have caught up.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
 
 /// A block just committed, for everyone who follows the chain.
 #[derive(Clone, Debug)]
@@ -42,6 +45,10 @@ pub enum LedgerError {
     Invalid(String),
     #[error("block {0} was never built or verified here")]
     UnknownBlock(Hash),
+    #[error("block time {time} is more than {MAX_CLOCK_DRIFT_MS} ms ahead of our clock ({now})")]
+    AheadOfClock { time: u64, now: u64 },
+    #[error("asked to build block {asked}, but the next block is {next}")]
+    WrongHeight { asked: u64, next: u64 },
     #[error("the ledger actor has stopped")]
     Stopped,
 }
@@ -69,6 +76,7 @@ impl LedgerError {
 enum Command {
     Build {
         proposer: Address,
+        height: u64,
         candidates: Vec<Arc<VerifiedTransaction>>,
         reply: oneshot::Sender<Result<(Block, Vec<Hash>), LedgerError>>,
     },
@@ -116,15 +124,18 @@ impl LedgerHandle {
         rx.await.map_err(|_| LedgerError::Stopped)?
     }
 
-    /// Builds the next block from `candidates` (in order); returns it and
-    /// the candidates it left out as invalid.
+    /// Builds block `height` from `candidates` (in order); returns it and
+    /// the candidates it left out as invalid. `WrongHeight` if the chain
+    /// is no longer (or not yet) at `height - 1`.
     pub async fn build(
         &self,
         proposer: Address,
+        height: u64,
         candidates: Vec<Arc<VerifiedTransaction>>,
     ) -> Result<(Block, Vec<Hash>), LedgerError> {
         self.call(|reply| Command::Build {
             proposer,
+            height,
             candidates,
             reply,
         })
@@ -240,10 +251,11 @@ impl Actor {
             match command {
                 Command::Build {
                     proposer,
+                    height,
                     candidates,
                     reply,
                 } => {
-                    let _ = reply.send(self.build(proposer, &candidates));
+                    let _ = reply.send(self.build(proposer, height, &candidates));
                 }
                 Command::Verify {
                     block,
@@ -287,9 +299,18 @@ impl Actor {
     fn build(
         &mut self,
         proposer: Address,
+        height: u64,
         candidates: &[Arc<VerifiedTransaction>],
     ) -> Result<(Block, Vec<Hash>), LedgerError> {
         let tip = self.store.tip()?;
+        // This actor is the store's only writer: the tip cannot move between
+        // this check and the build.
+        if height != tip.height + 1 {
+            return Err(LedgerError::WrongHeight {
+                asked: height,
+                next: tip.height + 1,
+            });
+        }
         let last_commit = match tip.height {
             0 => None,
             h => Some(self.store.seen_commit(h)?.ok_or_else(|| {
@@ -329,11 +350,18 @@ impl Actor {
                 header.proposer
             )));
         }
-        if header.time <= self.last_time || header.time > now_ms() + MAX_CLOCK_DRIFT_MS {
+        if header.time <= self.last_time {
             return Err(LedgerError::Invalid(format!(
-                "block time {} is not after the previous block's {} or too far in the future",
+                "block time {} is not after the previous block's {}",
                 header.time, self.last_time
             )));
+        }
+        let now = now_ms();
+        if header.time > now.saturating_add(MAX_CLOCK_DRIFT_MS) {
+            return Err(LedgerError::AheadOfClock {
+                time: header.time,
+                now,
+            });
         }
         match (&block.last_commit, tip.height) {
             (None, 0) => Ok(()),

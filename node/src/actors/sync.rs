@@ -155,11 +155,16 @@ fn serve(store: &Store, data: &[u8], max_blocks: u64) -> anyhow::Result<SyncResp
                 else {
                     break;
                 };
-                bytes += block.encode().len();
-                blocks.push((block, commit));
-                if bytes >= MAX_RESPONSE_BYTES {
+                // A block that would take the response past the budget waits
+                // for the next request, unless it is the first: so a response
+                // is at most one block (8 MiB at most, by the genesis rules)
+                // or the budget, within the 16 MiB the network allows.
+                let size = block.encode().len();
+                if !blocks.is_empty() && bytes + size > MAX_RESPONSE_BYTES {
                     break;
                 }
+                bytes += size;
+                blocks.push((block, commit));
             }
             SyncResponse::Blocks(blocks)
         }

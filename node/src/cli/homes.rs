@@ -32,31 +32,42 @@ pub fn free_ports(host: &str, n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// Where the nodes of a testnet listen.
+/// Where the nodes of a testnet listen: p2p on `host`, JSON-RPC on
+/// `rpc_host` (loopback unless asked: the RPC is for the operator, not for
+/// the network the peers meet on).
 #[derive(Clone, Debug)]
 pub struct Ports {
     pub host: String,
+    pub rpc_host: String,
     pub p2p: Vec<u16>,
     pub rpc: Vec<u16>,
 }
 
 impl Ports {
     /// `base`, `base + 1`, ... for p2p and `rpc_base`, ... for JSON-RPC.
-    pub fn sequential(host: &str, n: usize, p2p_base: u16, rpc_base: u16) -> Ports {
+    pub fn sequential(host: &str, rpc_host: &str, n: usize, p2p_base: u16, rpc_base: u16) -> Ports {
         Ports {
             host: host.into(),
+            rpc_host: rpc_host.into(),
             p2p: (0..n as u16).map(|i| p2p_base + i).collect(),
             rpc: (0..n as u16).map(|i| rpc_base + i).collect(),
         }
     }
 
     /// Ports free right now.
-    pub fn free(host: &str, n: usize) -> anyhow::Result<Ports> {
-        let ports = free_ports(host, 2 * n)?;
+    pub fn free(host: &str, rpc_host: &str, n: usize) -> anyhow::Result<Ports> {
+        let (p2p, rpc) = if host == rpc_host {
+            let mut ports = free_ports(host, 2 * n)?;
+            let rpc = ports.split_off(n);
+            (ports, rpc)
+        } else {
+            (free_ports(host, n)?, free_ports(rpc_host, n)?)
+        };
         Ok(Ports {
             host: host.into(),
-            p2p: ports[..n].to_vec(),
-            rpc: ports[n..].to_vec(),
+            rpc_host: rpc_host.into(),
+            p2p,
+            rpc,
         })
     }
 }
@@ -86,7 +97,7 @@ pub fn testnet(
         .iter()
         .map(node_peer_id)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let host = &ports.host;
+    let (host, rpc_host) = (&ports.host, &ports.rpc_host);
     let mut nodes = Vec::with_capacity(n);
     for (i, home) in homes.iter().enumerate() {
         let mut config = Config::default();
@@ -96,14 +107,14 @@ pub fn testnet(
             .filter(|&j| j != i)
             .map(|j| format!("/ip4/{host}/tcp/{}/p2p/{}", ports.p2p[j], peer_ids[j]))
             .collect();
-        config.rpc.listen = format!("{host}:{}", ports.rpc[i])
+        config.rpc.listen = format!("{rpc_host}:{}", ports.rpc[i])
             .parse()
-            .with_context(|| format!("bad host {host:?}"))?;
+            .with_context(|| format!("bad RPC host {rpc_host:?}"))?;
         config.save_new(&home.config_file())?;
         nodes.push(TestnetNode {
             home: home.root.clone(),
             peer_id: peer_ids[i],
-            rpc: format!("http://{host}:{}", ports.rpc[i]),
+            rpc: format!("http://{rpc_host}:{}", ports.rpc[i]),
             validator: generated.validator_keys[i].address(),
         });
     }

@@ -3,7 +3,6 @@
 //! committed blocks (waits and subscriptions).
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use tally_ledger::{
 };
 use tally_rpc::{
     AccountInfo, BlockInfo, BlockSummary, PeerInfo, Status, SubmitError, SubmitResult,
-    TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_hex,
+    TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_address, parse_hash,
+    parse_hex,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tracing::error;
@@ -115,10 +115,6 @@ fn add_error(e: &AddError) -> ErrorObjectOwned {
         AddError::Store(store) => return internal(store),
     };
     error(code, e.to_string())
-}
-
-fn parse_hash(s: &str) -> Result<Hash, ErrorObjectOwned> {
-    Hash::from_str(s).map_err(|e| error(codes::INVALID_PARAMS, format!("bad hash {s:?}: {e}")))
 }
 
 fn block_info(block: &Block) -> BlockInfo {
@@ -435,12 +431,7 @@ impl TallyApiServer for RpcContext {
     }
 
     async fn get_account(&self, address: String) -> Result<AccountInfo, ErrorObjectOwned> {
-        let parsed = Address::from_str(&address).map_err(|e| {
-            error(
-                codes::INVALID_PARAMS,
-                format!("bad address {address:?}: {e}"),
-            )
-        })?;
+        let parsed = parse_address(&address)?;
         let height = self.store.tip().map_err(internal)?.height;
         let account =
             tally_ledger::StateReader::account(self.store.as_ref(), &parsed).map_err(internal)?;

@@ -21,9 +21,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use jsonrpsee::server::middleware::http::HostFilterLayer;
-use jsonrpsee::server::{
-    BatchRequestConfig, Methods, PingConfig, Server, ServerConfig, ServerHandle, stop_channel,
-};
+use jsonrpsee::server::{Methods, Server, ServerHandle, stop_channel};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,21 +42,6 @@ pub async fn start(
     config: &RpcConfig,
     methods: impl Into<Methods>,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    let mut server_config = ServerConfig::builder()
-        .max_request_body_size(config.max_request_body_bytes)
-        .max_response_body_size(config.max_response_body_bytes)
-        .max_connections(config.max_connections)
-        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
-        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len));
-    if config.ws_ping_interval_ms > 0 {
-        let interval = ms(config.ws_ping_interval_ms);
-        server_config = server_config.enable_ws_ping(
-            PingConfig::new()
-                .ping_interval(interval)
-                .inactive_limit(ms(config.ws_idle_timeout_ms).max(interval))
-                .max_failures(1),
-        );
-    }
     let http = tower::ServiceBuilder::new()
         .option_layer(host_filter(&config.allowed_hosts)?)
         .option_layer(cors_layer(&config.cors_allowed_origins)?)
@@ -66,7 +49,7 @@ pub async fn start(
             .body_read_timeout_ms
             .max(1))));
     let service = Server::builder()
-        .set_config(server_config.build())
+        .set_config(tally_rpc::server_config(config))
         .set_http_middleware(http)
         .to_service_builder();
     let listener = TcpListener::bind(config.listen)

@@ -53,6 +53,8 @@ pub struct NodeProc {
     pub killed_at: Vec<Instant>,
     /// The log's length when the running process started.
     log_start: usize,
+    /// Environment variables of the next starts (beside `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeProc {
@@ -63,6 +65,25 @@ impl NodeProc {
 
     /// `tally <command> --home <home> <extra>`, logging to `<home>/../<name>.log`.
     pub fn spawn(name: &str, home: &Path, command: &str, extra: &[&str]) -> NodeProc {
+        let mut node = Self::new(name, home, command, extra);
+        node.restart();
+        node
+    }
+
+    /// Like [`NodeProc::start`], with environment variables for this and
+    /// later starts (until `env` is changed).
+    pub fn start_with_env(name: &str, home: &Path, env: &[(&str, &str)]) -> NodeProc {
+        let mut node = Self::new(name, home, "start", &[]);
+        node.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        node.restart();
+        node
+    }
+
+    /// Not started yet.
+    fn new(name: &str, home: &Path, command: &str, extra: &[&str]) -> NodeProc {
         let log = home
             .parent()
             .expect("home has a parent")
@@ -73,16 +94,15 @@ impl NodeProc {
             home.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut node = NodeProc {
+        NodeProc {
             name: name.into(),
             log,
             args,
             child: None,
             killed_at: Vec::new(),
             log_start: 0,
-        };
-        node.restart();
-        node
+            env: Vec::new(),
+        }
     }
 
     /// Starts the process again with the same arguments (appending to the
@@ -98,6 +118,7 @@ impl NodeProc {
         let child = tally()
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .stdin(Stdio::null())

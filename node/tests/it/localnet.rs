@@ -203,3 +203,71 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         hashes(&clients[0], tip).await
     );
 }
+
+/// Every validator locks a block that is never decided (each withholds its
+/// precommits), then all four are killed with -9 and restarted normally: the
+/// locked block's body was saved beside the signing state, so it is
+/// proposed again, verified and decided, and the chain goes on. (Before the
+/// bodies were saved, nobody could propose the locked value after the
+/// restart and the lockers refused every other: the chain stopped for good.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_without_a_decision_survives_a_restart_of_every_validator() {
+    let _heavy = crate::harness::heavy().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("net");
+    let out_s = out.display().to_string();
+    run(&[
+        "testnet",
+        "--validators",
+        "4",
+        "--out",
+        &out_s,
+        "--free-ports",
+        "--block-interval-ms",
+        "100",
+        "--empty-block-interval-ms",
+        "0",
+    ]);
+    let homes: Vec<PathBuf> = (0..N).map(|i| out.join(format!("node{i}"))).collect();
+    let withhold = [(tally_node::node::WITHHOLD_PRECOMMITS_VAR, "1")];
+    let mut nodes: Vec<NodeProc> = homes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| NodeProc::start_with_env(&format!("node{i}"), h, &withhold))
+        .collect();
+    let clients: Vec<HttpClient> = homes.iter().map(|h| client(&rpc_url(h))).collect();
+    // Every validator saved the body of a block it locked (or proposed).
+    let saved: Vec<PathBuf> = homes
+        .iter()
+        .map(|h| Home::new(h.clone()).signed_blocks_file())
+        .collect();
+    wait_for("every validator saved a signed block", LONG, || {
+        let all = saved.iter().all(|f| f.exists());
+        async move { all.then_some(()) }
+    })
+    .await;
+    // A few rounds with locks and no decision.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in &clients {
+        assert_eq!(height(c).await, Some(0), "nothing can be decided yet");
+    }
+    for node in &mut nodes {
+        node.kill9();
+    }
+    for node in &mut nodes {
+        node.env.clear();
+        node.restart();
+    }
+    for c in &clients {
+        wait_height(c, 3, LONG).await;
+    }
+    assert_agreement(&clients).await;
+    for node in &nodes {
+        let log = node.log_text();
+        assert!(
+            log.contains("restored a signed block's body"),
+            "{} restored no body",
+            node.name
+        );
+    }
+}

@@ -207,3 +207,150 @@ async fn one_address_cannot_take_more_than_its_share_of_inbound_slots() {
     }
     assert_eq!(settled_peers(&v).await, 2);
 }
+
+/// Identities are free, hosts are not: once three identities from one host
+/// are banned, a fourth from that host is refused, while a reserved peer at
+/// the same host still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_identities_keep_getting_banned_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reserved_id = tally_p2p::load_or_create_key(&dir.path().join("reserved"))
+        .expect("key")
+        .public()
+        .to_peer_id();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let reserved_addr: tally_p2p::Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let v = start(Config {
+        bootstrap: vec![
+            format!("{reserved_addr}/p2p/{reserved_id}")
+                .parse()
+                .expect("addr"),
+        ],
+        max_outbound: 0,
+        ..config(&dir, "v")
+    })
+    .await;
+    let dial_v =
+        || -> tally_p2p::Multiaddr { format!("{}/p2p/{}", v.addr, v.id()).parse().expect("addr") };
+    for i in 0..Config::default().banned_identities_per_host {
+        let stranger = start(Config {
+            bootstrap: vec![dial_v()],
+            ..config(&dir, &format!("banned{i}"))
+        })
+        .await;
+        v.wait_connected_to(&[stranger.id()]).await;
+        v.handle
+            .ban(stranger.id(), Duration::from_secs(60))
+            .await
+            .expect("ban");
+    }
+    let newcomer = start(Config {
+        bootstrap: vec![dial_v()],
+        ..config(&dir, "newcomer")
+    })
+    .await;
+    let reserved = start(Config {
+        listen: vec![reserved_addr],
+        ..config(&dir, "reserved")
+    })
+    .await;
+    v.wait_connected_to(&[reserved.id()]).await;
+    let peers: Vec<_> = v
+        .handle
+        .peers()
+        .await
+        .expect("peers")
+        .into_iter()
+        .map(|p| p.peer)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later: Vec<_> = v
+        .handle
+        .peers()
+        .await
+        .expect("peers")
+        .into_iter()
+        .map(|p| p.peer)
+        .collect();
+    assert!(
+        !peers.contains(&newcomer.id()) && !later.contains(&newcomer.id()),
+        "a new identity from a host with banned ones got in"
+    );
+    assert!(later.contains(&reserved.id()), "the reserved peer stays");
+}
+
+/// A host that opens sockets and never finishes the handshake holds at most
+/// `max_inbound_per_ip` handshake slots: the next socket is closed at once,
+/// and a peer from another address still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_handshakes() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v = start(Config {
+        max_inbound_per_ip: 2,
+        max_outbound: 0,
+        ..config(&dir, "v")
+    })
+    .await;
+    // "/ip4/127.0.0.1/tcp/<port>[/p2p/<id>]"
+    let addr = v.addr.to_string();
+    let parts: Vec<&str> = addr.split('/').collect();
+    let port: u16 = parts
+        .iter()
+        .position(|p| *p == "tcp")
+        .and_then(|i| parts.get(i + 1))
+        .and_then(|p| p.parse().ok())
+        .expect("tcp port");
+    // Sockets from 127.0.0.2 (still loopback) that never say a word.
+    let silent = || {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind");
+        socket
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let stream = silent()
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect");
+        held.push(stream.into_std().expect("std stream"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = silent()
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect")
+        .into_std()
+        .expect("std stream");
+    refused.set_nonblocking(false).expect("blocking");
+    refused
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    let read = (&refused).read(&mut buf);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a third handshake from one address was not closed: {read:?}"
+    );
+    for stream in &held {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 64];
+        let open = matches!((&*stream).read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(open, "a socket within the share was closed");
+    }
+
+    let stranger = start(Config {
+        bootstrap: vec![format!("{}/p2p/{}", v.addr, v.id()).parse().expect("addr")],
+        ..config(&dir, "stranger")
+    })
+    .await;
+    v.wait_connected_to(&[stranger.id()]).await;
+}

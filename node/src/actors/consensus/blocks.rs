@@ -12,7 +12,7 @@
 use tally_ledger::{Block, Hash};
 
 /// Distinct blocks kept per (height, round).
-pub const PER_ROUND: usize = 2;
+pub const PER_ROUND: usize = tally_consensus::MAX_PROPOSALS_PER_ROUND;
 
 #[derive(Debug)]
 struct Entry {

@@ -41,8 +41,10 @@ use crate::actors::consensus::blocks::BlockCache;
 use crate::chain::Secp256k1;
 use crate::wire::ConsensusMessage;
 
-/// Distinct messages accepted per (height, round, step, signer).
-pub const MAX_PER_SLOT: usize = 2;
+/// Distinct messages accepted per (height, round, step, signer): as many as
+/// the machine keeps proposals (an equivocator's two values; two votes are
+/// enough to prove equivocation).
+pub const MAX_PER_SLOT: usize = tally_consensus::MAX_PROPOSALS_PER_ROUND;
 
 const STEP_PROPOSAL: u8 = 0;
 

@@ -6,6 +6,7 @@
 
 mod blocks;
 mod gate;
+mod progress;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use self::blocks::{BlockCache, Position};
 use self::gate::{Gate, Window};
+use self::progress::Progress;
 use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
 use crate::actors::mempool::MempoolHandle;
 use crate::actors::priority::Priority;
@@ -36,6 +38,9 @@ use crate::wire::{ConsensusEnvelope, ConsensusMessage, encode};
 fn max_cached_blocks(max_future_rounds: usize) -> usize {
     blocks::PER_ROUND * (2 * max_future_rounds + 1) + 2
 }
+
+/// How long after a failed commit of a decided block it is tried again.
+const COMMIT_RETRY: Duration = Duration::from_millis(500);
 
 /// A consensus message from the network with what is needed to report on it.
 #[derive(Debug)]
@@ -64,6 +69,8 @@ enum Internal {
         height: u64,
         result: Result<ChainTip, LedgerError>,
     },
+    /// Try again to commit the block decided at this height.
+    RetryCommit(u64),
     /// The block interval after a commit passed: start the height now if
     /// there is anything to put in it, else wait (see `waiting`).
     IntervalPassed(u64),
@@ -80,12 +87,18 @@ pub struct Settings {
     pub max_block_bytes: usize,
     /// Where the signing state lives (validators only).
     pub signing_state: Option<PathBuf>,
+    /// Where the bodies of the blocks it refers to live (validators only).
+    pub signed_blocks: Option<PathBuf>,
     /// Re-gossip the current round's messages after this long without a
     /// new height.
     pub stall_after: Duration,
     /// With an empty mempool, wait this long (from the last height's start)
     /// for a transaction before starting a height; zero: never wait.
     pub empty_block_interval: Duration,
+    /// Fault injection for tests ([`crate::node::WITHHOLD_PRECOMMITS_VAR`]):
+    /// our precommits for a value are signed and recorded, never sent (nil
+    /// ones are, so rounds still move on).
+    pub withhold_precommits: bool,
 }
 
 #[derive(Debug)]
@@ -110,7 +123,7 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let max_blocks = max_cached_blocks(parts.machine.config().max_future_rounds);
     let actor = Actor {
-        height: 0,
+        progress: Progress::default(),
         set: settings.genesis_set.clone(),
         next_set: settings.genesis_set.next_height(),
         settings,
@@ -124,7 +137,7 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         internal: internal_tx,
         last_progress: Instant::now(),
         height_started: Instant::now(),
-        waiting: None,
+        saved_blocks: Vec::new(),
         tx_arrived: parts.tx_arrived,
         inbox_bytes: parts.inbox_bytes,
         priority: parts.priority,
@@ -139,8 +152,9 @@ struct Actor {
     network: tally_p2p::Handle,
     ledger: LedgerHandle,
     mempool: MempoolHandle,
-    /// The height being decided, its validator set and the next height's.
-    height: u64,
+    /// The height being decided (and the one waiting to start), its
+    /// validator set and the next height's.
+    progress: Progress,
     set: ValidatorSet<Address>,
     next_set: ValidatorSet<Address>,
     /// Proposed blocks of the current and next height.
@@ -153,9 +167,8 @@ struct Actor {
     /// period from one height's start to the next, so time spent deciding
     /// and committing a big block counts toward it (no idle gap under load).
     height_started: Instant,
-    /// The height that will start when a transaction arrives (or a peer is
-    /// seen there, or the empty-block interval passes).
-    waiting: Option<u64>,
+    /// The values whose bodies the signed-blocks file holds now.
+    saved_blocks: Vec<Hash>,
     tx_arrived: Arc<Notify>,
     inbox_bytes: Arc<AtomicUsize>,
     priority: Arc<Priority>,
@@ -169,6 +182,7 @@ impl Actor {
         mut internal: mpsc::UnboundedReceiver<Internal>,
         mut new_blocks: broadcast::Receiver<Arc<NewBlock>>,
     ) -> anyhow::Result<()> {
+        self.restore_blocks(tip.height + 1);
         self.start_height(tip.height + 1).await?;
         let mut stall_check = tokio::time::interval(self.settings.stall_after / 2);
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,8 +203,8 @@ impl Actor {
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
                 _ = stall_check.tick() => self.on_stall_check().await,
-                () = self.tx_arrived.notified(), if self.waiting.is_some() => {
-                    if let Some(height) = self.waiting.take() {
+                () = self.tx_arrived.notified(), if self.progress.waiting().is_some() => {
+                    if let Some(height) = self.progress.take_waiting() {
                         self.start_height(height).await?;
                     }
                 }
@@ -199,18 +213,87 @@ impl Actor {
         }
     }
 
-    async fn start_height(&mut self, height: u64) -> anyhow::Result<()> {
-        if height <= self.height {
+    /// Puts back the bodies saved beside the signing state of `height`, so a
+    /// restarted validator can re-propose its valid value and verify (and
+    /// commit) its lock. They are verified again before any vote.
+    fn restore_blocks(&mut self, height: u64) {
+        let Some(path) = &self.settings.signed_blocks else {
+            return;
+        };
+        let Some((saved, blocks)) = signing::load_blocks(path) else {
+            return;
+        };
+        if saved != height {
+            return;
+        }
+        let keep: Vec<Hash> = blocks.iter().map(|(_, b)| b.hash()).collect();
+        for (round, block) in blocks {
+            // A damaged body under an intact header would stay cached and
+            // keep the honest copy out.
+            if block.height() != height || block.check_body().is_err() {
+                continue;
+            }
+            let value = block.hash();
+            let at = Position {
+                height,
+                round,
+                keep: &keep,
+            };
+            if self.blocks.insert(round, value, block, at) {
+                info!(height, round, block = %value, "restored a signed block's body");
+            }
+        }
+        self.saved_blocks = keep;
+    }
+
+    /// Before a signing state is written: the bodies of the blocks it refers
+    /// to (if they changed since the last write; one write per height as a
+    /// rule, at the proposal or the lock).
+    fn save_blocks(&mut self, state: &signing::SigningState) -> anyhow::Result<()> {
+        let Some(path) = &self.settings.signed_blocks else {
+            return Ok(());
+        };
+        let mut referred: Vec<(u32, Hash)> = Vec::new();
+        let proposal = state.last_proposal.as_ref().map(|p| (p.round, p.value));
+        let lock = state.locked.as_ref().map(|l| (l.round, l.value));
+        let valid = state.valid.as_ref().map(|v| (v.round, v.value));
+        for (round, value) in [proposal, lock, valid].into_iter().flatten() {
+            if !referred.iter().any(|(_, v)| *v == value) {
+                referred.push((round, value));
+            }
+        }
+        let values: Vec<Hash> = referred.iter().map(|(_, v)| *v).collect();
+        if values.is_empty() || values == self.saved_blocks {
             return Ok(());
         }
-        self.set = if height == self.height + 1 && self.height > 0 {
-            self.set.next_height()
+        let mut blocks = Vec::with_capacity(referred.len());
+        let mut written = Vec::with_capacity(referred.len());
+        for (round, value) in referred {
+            match self.blocks.get(&value) {
+                Some(block) => {
+                    blocks.push((round, block));
+                    written.push(value);
+                }
+                None => warn!(block = %value, "the signing state refers to a block we do not hold"),
+            }
+        }
+        tokio::task::block_in_place(|| signing::save_blocks(path, state.height, &blocks))?;
+        // What is missing is written next time, once we hold it.
+        self.saved_blocks = written;
+        Ok(())
+    }
+
+    async fn start_height(&mut self, height: u64) -> anyhow::Result<()> {
+        let from = self.progress.height();
+        if !self.progress.start(height) {
+            return Ok(());
+        }
+        if from > 0 {
+            self.set.advance(height - from);
         } else {
-            validator_set_at(&self.settings.genesis_set, height)
-        };
+            self.set = validator_set_at(&self.settings.genesis_set, height);
+        }
         self.next_set = self.set.next_height();
-        self.height = height;
-        self.waiting = None;
         self.last_progress = Instant::now();
         self.height_started = Instant::now();
         self.blocks.retain_from(height);
@@ -234,6 +317,8 @@ impl Actor {
                 round,
                 result,
             } => match result {
+                // Built for a height the node has left (sync moved it on).
+                Ok(_) if height != self.progress.height() => {}
                 Ok((block, skipped)) => {
                     if !skipped.is_empty() {
                         self.mempool.remove(skipped).await?;
@@ -247,6 +332,9 @@ impl Actor {
                         value,
                     });
                     self.apply(actions).await?;
+                }
+                Err(e @ LedgerError::WrongHeight { .. }) => {
+                    debug!(height, round, error = %e, "no block built: the chain moved on");
                 }
                 // Without a block this validator's round times out, and
                 // the next proposer takes over.
@@ -268,28 +356,73 @@ impl Actor {
                 self.apply(actions).await?;
             }
             Internal::Committed { height, result } => match result {
-                Ok(_) => {
-                    let start = self.internal.clone();
-                    let wait = self
-                        .settings
-                        .block_interval
-                        .saturating_sub(self.height_started.elapsed());
+                Ok(_) => self.schedule_next(height),
+                Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
+                // Try again (with the block's body, if we hold it) until it
+                // is in the store, by us or by sync.
+                Err(e) => {
+                    warn!(height, error = %e, "could not commit the decided block; retrying");
+                    let internal = self.internal.clone();
                     tokio::spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        let _ = start.send(Internal::IntervalPassed(height + 1));
+                        tokio::time::sleep(COMMIT_RETRY).await;
+                        let _ = internal.send(Internal::RetryCommit(height));
                     });
                 }
-                Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
-                // Sync will bring the block from peers.
-                Err(e) => error!(height, error = %e, "could not commit the decided block"),
             },
+            Internal::RetryCommit(height) => self.retry_commit(height),
             Internal::IntervalPassed(height) => self.interval_passed(height).await?,
             Internal::Start(height) => self.start_height(height).await?,
         }
         Ok(())
     }
 
+    /// Block `height` is in the store: start the next height once the
+    /// block interval (from this height's start) has passed. Said by our
+    /// commit and by the store's broadcast; only the first one counts.
+    fn schedule_next(&mut self, height: u64) {
+        let Some(next) = self.progress.committed(height) else {
+            return;
+        };
+        let start = self.internal.clone();
+        let wait = self
+            .settings
+            .block_interval
+            .saturating_sub(self.height_started.elapsed());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = start.send(Internal::IntervalPassed(next));
+        });
+    }
+
+    /// Commits the decision of `height` again, unless the chain has moved
+    /// on. With the block's body at hand it goes through the synced-block
+    /// path (the certificate is checked and the block executed afresh), so
+    /// a missing executed copy in the ledger cannot keep it out.
+    fn retry_commit(&mut self, height: u64) {
+        let Some(certificate) = self
+            .machine
+            .decision()
+            .filter(|c| c.height == height && self.progress.height() == height)
+        else {
+            return;
+        };
+        let commit = certificate_to_commit(certificate);
+        let block = self.blocks.get(&commit.block_hash).cloned();
+        let (ledger, internal) = (self.ledger.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let result = match block {
+                Some(block) => ledger.apply_synced(block, commit).await,
+                None => ledger.commit_decided(commit.block_hash, commit).await,
+            };
+            let _ = internal.send(Internal::Committed { height, result });
+        });
+    }
+
     async fn interval_passed(&mut self, height: u64) -> anyhow::Result<()> {
+        if height <= self.progress.height() {
+            // Sync has taken the node past it meanwhile.
+            return Ok(());
+        }
         let idle_for = self.settings.empty_block_interval;
         let pending = self.mempool.size().await.map_or(1, |s| s.executable);
         let remaining = idle_for.saturating_sub(self.height_started.elapsed());
@@ -298,7 +431,7 @@ impl Actor {
         }
         // Drop a wake-up left by a transaction that is committed by now.
         let _ = self.tx_arrived.notified().now_or_never();
-        self.waiting = Some(height);
+        self.progress.wait(height);
         let internal = self.internal.clone();
         tokio::spawn(async move {
             tokio::time::sleep(remaining).await;
@@ -308,19 +441,23 @@ impl Actor {
     }
 
     /// A block committed by sync (or our own commit, seen early): move on
-    /// without waiting when it is not the one this machine decided.
+    /// without waiting when it is not the one this machine decided; when it
+    /// is, the next height follows the block interval as after our commit
+    /// (which may have failed: then this is what moves the node on).
     async fn on_new_block(&mut self, block: &NewBlock) -> anyhow::Result<()> {
-        if block.height < self.height {
+        if block.height < self.progress.height() {
             return Ok(());
         }
         let decided_here = self
             .machine
             .decision()
             .is_some_and(|c| c.height == block.height);
-        if !decided_here {
-            self.start_height(block.height + 1).await?;
+        if decided_here {
+            self.schedule_next(block.height);
+            Ok(())
+        } else {
+            self.start_height(block.height + 1).await
         }
-        Ok(())
     }
 
     /// The gate's verdict on a peer's message (see [`gate`]). The machine
@@ -330,7 +467,7 @@ impl Actor {
     fn verdict(&mut self, message: &ConsensusMessage) -> Verdict {
         let window = Window {
             chain_id: self.settings.chain_id,
-            height: self.height,
+            height: self.progress.height(),
             round: self.machine.round().unwrap_or(0),
             max_future_rounds: u32::try_from(self.machine.config().max_future_rounds)
                 .unwrap_or(u32::MAX),
@@ -348,7 +485,7 @@ impl Actor {
             .map(|rv| rv.value)
             .collect();
         let at = Position {
-            height: self.height,
+            height: self.progress.height(),
             round: self.machine.round().unwrap_or(0),
             keep: &keep,
         };
@@ -369,7 +506,7 @@ impl Actor {
             return Ok(());
         }
         // A peer already works on the height we hold back: join it.
-        if let Some(waiting) = self.waiting {
+        if let Some(waiting) = self.progress.waiting() {
             if message_height(&inbound.envelope.message) >= waiting {
                 self.start_height(waiting).await?;
             }
@@ -393,13 +530,15 @@ impl Actor {
     /// No new height for a while: peers may have missed our messages (or we
     /// theirs), so send this round's again.
     async fn on_stall_check(&mut self) {
-        if self.waiting.is_some() || self.last_progress.elapsed() < self.settings.stall_after {
+        if self.progress.waiting().is_some()
+            || self.last_progress.elapsed() < self.settings.stall_after
+        {
             return;
         }
         self.last_progress = Instant::now();
         let messages = self.machine.catch_up_messages();
         debug!(
-            height = self.height,
+            height = self.progress.height(),
             count = messages.len(),
             "height stalled: re-gossiping its messages"
         );
@@ -421,6 +560,14 @@ impl Actor {
     }
 
     async fn publish(&mut self, message: ConsensusMessage) {
+        if self.settings.withhold_precommits
+            && matches!(&message, ConsensusMessage::Vote(vote)
+                if vote.message.vote_type == tally_consensus::VoteType::Precommit
+                    && vote.message.value.is_some()
+                    && Some(vote.message.validator) == self.me)
+        {
+            return;
+        }
         let envelope = ConsensusEnvelope {
             sent_ms: now_ms(),
             message,
@@ -442,6 +589,7 @@ impl Actor {
         for action in actions {
             match action {
                 Action::PersistSigningState(state) => {
+                    self.save_blocks(&state)?;
                     if let Some(path) = &self.settings.signing_state {
                         // Blocking on purpose: nothing it guards may leave first.
                         tokio::task::block_in_place(|| signing::save(path, &state))?;
@@ -518,7 +666,7 @@ impl Actor {
         let (max_txs, max_bytes) = (self.settings.max_block_txs, self.settings.max_block_bytes);
         tokio::spawn(async move {
             let result = match mempool.reap(max_txs, max_bytes).await {
-                Ok(candidates) => ledger.build(me, candidates).await,
+                Ok(candidates) => ledger.build(me, height, candidates).await,
                 Err(_) => Err(LedgerError::Invalid("the mempool has stopped".into())),
             };
             let _ = internal.send(Internal::Built {

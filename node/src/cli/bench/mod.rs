@@ -20,6 +20,7 @@
 //! bound (that rate / nodes sharing the machine).
 
 mod load;
+pub mod lockout;
 mod rss;
 
 use std::collections::BTreeMap;
@@ -138,7 +139,7 @@ pub struct BenchReport {
     pub ratio_to_bound: Option<f64>,
 }
 
-fn http(url: &str) -> anyhow::Result<HttpClient> {
+pub fn http(url: &str) -> anyhow::Result<HttpClient> {
     HttpClientBuilder::default()
         .max_request_size(64 * 1024 * 1024)
         .max_response_size(64 * 1024 * 1024)
