@@ -8,7 +8,8 @@
 #   ./scripts/fuzz.sh --runs N [TARGET...]    each target for N executions
 #
 # Corpora grow in ~/.cache/tally/fuzz-corpus/<target> (outside the repo);
-# fuzz/seeds/<target> are the starting inputs and fuzz/regressions/<target>
+# fuzz/seeds/<target> are the starting inputs, fuzz/dicts/<target>.dict its
+# tokens, and fuzz/regressions/<target>
 # the inputs that once failed, which every run replays first. A failure
 # leaves its input in ~/.cache/tally/fuzz-artifacts/<target>: copy it into
 # fuzz/regressions/<target> once fixed.
@@ -32,7 +33,7 @@ elif [ -n "${1:-}" ] && [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(tx tx_batch block consensus_envelope sync_messages genesis config rpc_params)
+  targets=(tx tx_batch block consensus_envelope sync_messages genesis config rpc_params rpc_body)
 fi
 
 # An explicit --target keeps the instrumentation off build scripts and
@@ -55,8 +56,10 @@ for target in "${targets[@]}"; do
   fi
   seeds=()
   [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
+  dict=()
+  [ -f "fuzz/dicts/$target.dict" ] && dict=(-dict="fuzz/dicts/$target.dict")
   if "$bin" "${limit[@]}" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
-      -artifact_prefix="$artifacts/" "$corpus" "${seeds[@]}" >"$log" 2>&1; then
+      -artifact_prefix="$artifacts/" "${dict[@]}" "$corpus" "${seeds[@]}" >"$log" 2>&1; then
     runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" || echo "?")
     rss=$(grep -oE "stat::peak_rss_mb: *[0-9]+" "$log" | grep -oE "[0-9]+$" || echo "?")
     echo "== $target: ${runs} executions, corpus $(ls "$corpus" | wc -l) inputs, peak RSS ${rss} MB, no failure"

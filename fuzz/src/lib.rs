@@ -3,6 +3,10 @@
 //! exactly the bytes it came from (one canonical encoding: a message's id
 //! and signature cover its bytes).
 
+mod rpc;
+
+pub use rpc::rpc_body;
+
 use tally_ledger::{Block, SignedTransaction};
 use tally_wire::{ConsensusEnvelope, ConsensusMessage, SyncRequest, SyncResponse, TxBatch};
 
