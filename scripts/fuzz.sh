@@ -8,9 +8,9 @@
 #   ./scripts/fuzz.sh --runs N [TARGET...]    each target for N executions
 #
 # Corpora grow in ~/.cache/tally/fuzz-corpus/<target> (outside the repo);
-# fuzz/seeds/<target> are the starting inputs, fuzz/dicts/<target>.dict its
-# tokens, and fuzz/regressions/<target>
-# the inputs that once failed, which every run replays first. A failure
+# fuzz/seeds/<target> are the starting inputs, fuzz/dicts/<target>.dict the
+# tokens libFuzzer splices in, and fuzz/regressions/<target> the inputs that
+# once failed, which every run replays first. A failure
 # leaves its input in ~/.cache/tally/fuzz-artifacts/<target>: copy it into
 # fuzz/regressions/<target> once fixed.
 set -euo pipefail

@@ -141,8 +141,8 @@ mod votes;
 pub use certificate::{CertificateError, CommitCertificate, verify_certificate};
 pub use evidence::Evidence;
 pub use machine::{
-    Action, ActionOf, Config, Consensus, Event, EventOf, MAX_ROUND, MessageOf, RestoreError,
-    SigningStateOf, Timeout, TimeoutConfig, TimeoutKind,
+    Action, ActionOf, Config, Consensus, Event, EventOf, MAX_ROUND, MessageOf, Mutation,
+    RestoreError, SigningStateOf, Timeout, TimeoutConfig, TimeoutKind,
 };
 pub use scheme::{Signer, SigningScheme};
 pub use sign_bytes::{proposal_sign_bytes, vote_sign_bytes};

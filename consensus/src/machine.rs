@@ -96,6 +96,30 @@ pub struct Config {
     /// this in total, of any height. Messages for any other height are
     /// dropped.
     pub max_next_height_messages: usize,
+    /// A deliberate bug, for the mutation tests only (the simulator must
+    /// find each). `None` everywhere else.
+    /// Never serialised: a config read from a file or the wire has none.
+    #[doc(hidden)]
+    #[borsh(skip)]
+    #[serde(skip)]
+    pub mutation: Option<Mutation>,
+}
+
+/// Deliberate protocol bugs the simulator's mutation tests switch on, to
+/// show that it finds them: a simulator that never fails is no evidence.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// L23 and L29 without the lock: prevote a valid proposal whatever we
+    /// are locked on.
+    IgnoreLock,
+    /// L28 without its 2f+1 prevotes in the valid round.
+    ValidRoundWithoutPolka,
+    /// Every vote weighs the same (the average power): quorums by head.
+    CountByHead,
+    /// The signing state written after the messages it guards are sent,
+    /// not before.
+    PersistAfterSending,
 }
 
 impl Config {
@@ -106,6 +130,7 @@ impl Config {
             timeouts: TimeoutConfig::default(),
             max_future_rounds: 4,
             max_next_height_messages: 16,
+            mutation: None,
         }
     }
 }
@@ -368,6 +393,22 @@ impl<A: Ord + Clone, V: ValueId, Sig: Clone> HeightState<A, V, Sig> {
             .round(round)
             .map_or(0, |r| r.prevotes.power_for(value))
     }
+}
+
+/// The power a validator's messages count with: its own, unless a mutation
+/// test says otherwise.
+fn counted_power<A: Ord + Clone>(
+    mutation: Option<Mutation>,
+    validators: &ValidatorSet<A>,
+    address: &A,
+) -> Option<u64> {
+    let power = validators.power_of(address)?;
+    Some(match mutation {
+        Some(Mutation::CountByHead) => validators
+            .total_power()
+            .div_ceil(validators.len().max(1) as u64),
+        _ => power,
+    })
 }
 
 fn cached_proposer<'a, A: Ord + Clone>(
@@ -672,7 +713,10 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                     self.signing.valid = hs.valid.clone();
                 }
             }
-            let at = out.first_broadcast.unwrap_or(out.actions.len());
+            let at = match self.config.mutation {
+                Some(Mutation::PersistAfterSending) => out.actions.len(),
+                _ => out.first_broadcast.unwrap_or(out.actions.len()),
+            };
             out.actions
                 .insert(at, Action::PersistSigningState(self.signing.clone()));
         }
@@ -700,8 +744,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             return;
         }
         let me = self.signer.as_ref().and_then(|s| {
-            validators
-                .power_of(s.address())
+            counted_power(self.config.mutation, &validators, s.address())
                 .map(|p| (s.address().clone(), p))
         });
         // A restart at the height of the persisted state resumes its round,
@@ -762,7 +805,8 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         // like any message: the disk is not trusted to be intact).
         for vote in &self.signing.polka {
             let m = &vote.message;
-            let Some(power) = hs.validators.power_of(&m.validator) else {
+            let Some(power) = counted_power(self.config.mutation, &hs.validators, &m.validator)
+            else {
                 continue;
             };
             if m.height != hs.height
@@ -991,7 +1035,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
             return;
         }
         let signer = message.signer().clone();
-        let Some(power) = hs.validators.power_of(&signer) else {
+        let Some(power) = counted_power(self.config.mutation, &hs.validators, &signer) else {
             debug!(height, ?signer, "message from a non-validator: dropped");
             return;
         };
@@ -1076,13 +1120,14 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                             second: vote.clone(),
                         }));
                     }
-                    // Counted for its value only if that value was proposed,
-                    // so an equivocator cannot make us store junk values.
+                    // Counted for its value only if that value matters in
+                    // this round, so an equivocator cannot make us store junk
+                    // values.
                     if vote
                         .message
                         .value
                         .as_ref()
-                        .is_some_and(|value| hs.log.is_proposed(value))
+                        .is_some_and(|value| hs.log.is_relevant(round, value))
                     {
                         hs.log.add_conflicting_vote(vote, power);
                     }
@@ -1391,6 +1436,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
         let Some((proposer, value, pol_round)) = hs.proposal_of_round(round) else {
             return false;
         };
+        let mutation = self.config.mutation;
         let vote = match pol_round {
             // L22
             None => {
@@ -1398,12 +1444,15 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                     return false;
                 };
                 // L23-26: valid(v) ∧ (lockedRound = −1 ∨ lockedValue = v)
-                let free = hs.locked.as_ref().is_none_or(|l| l.value == value);
+                let free = hs.locked.as_ref().is_none_or(|l| l.value == value)
+                    || mutation == Some(Mutation::IgnoreLock);
                 (valid && free).then_some(value)
             }
             // L28
             Some(vr) if vr < round => {
-                if !hs.is_quorum(hs.prevotes_for(vr, Some(&value))) {
+                if !hs.is_quorum(hs.prevotes_for(vr, Some(&value)))
+                    && mutation != Some(Mutation::ValidRoundWithoutPolka)
+                {
                     return false;
                 }
                 let Some(valid) = hs.valid_value(&value, round, &proposer, out) else {
@@ -1413,7 +1462,8 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                 let free = hs
                     .locked
                     .as_ref()
-                    .is_none_or(|l| l.round <= vr || l.value == value);
+                    .is_none_or(|l| l.round <= vr || l.value == value)
+                    || mutation == Some(Mutation::IgnoreLock);
                 (valid && free).then_some(value)
             }
             Some(_) => return false,

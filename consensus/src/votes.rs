@@ -26,21 +26,26 @@ pub const MAX_PROPOSALS_PER_ROUND: usize = 2;
 
 /// The votes of one kind in one round.
 ///
-/// A validator's first vote counts for its value and towards the total. One
-/// second, conflicting vote of an equivocator for another proposed value is
-/// kept apart and counts for that value only (never twice towards the total;
-/// any further vote of it in this round and step is dropped, the evidence
-/// having been reported once):
-/// the paper counts messages per value, and a correct validator that saw the
+/// A validator's first vote counts for its value and towards the total. An
+/// equivocator's further votes are kept apart, one per value, and each
+/// counts for its value only (never twice towards the total), but only for a
+/// value that matters in this round: proposed in it, or the value of a
+/// proposal that names it as its POL round ([`MessageLog::is_relevant`]).
+/// The paper counts messages per value, and a correct validator that saw the
 /// equivocator's vote in a polka needs the others to count it too, or the
 /// POL round of a later proposal may never be accepted (CometBFT keeps such
-/// votes for the same reason). Safety is unaffected: 2f+1 signatures for a
-/// value still include f+1 correct validators.
+/// votes for a block some peer claims a majority for, for the same reason).
+/// Keeping just one second vote is not enough: an equivocator that sends each
+/// node two junk votes first and the polka's vote last leaves the lockers
+/// unable to convince anyone, for good (the simulator found this). The
+/// relevant values are bounded by the proposals kept, so the memory is too.
+/// Safety is unaffected: 2f+1 signatures for a value still include f+1
+/// correct validators.
 #[derive(Debug, Clone)]
 pub(crate) struct VoteSet<A, V, Sig> {
     votes: BTreeMap<A, SignedVote<A, V, Sig>>,
-    /// At most one second vote per validator.
-    conflicting: BTreeMap<A, SignedVote<A, V, Sig>>,
+    /// Further votes per validator, one per value.
+    conflicting: BTreeMap<A, Vec<SignedVote<A, V, Sig>>>,
     nil_power: u64,
     value_power: BTreeMap<V, u64>,
     total: u64,
@@ -71,8 +76,8 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
     }
 
     /// Counts an equivocator's vote for `value` (already checked: signed,
-    /// conflicting with its first vote, for a proposed value), unless it
-    /// already has a second vote here.
+    /// conflicting with its first vote, for a relevant value), unless it
+    /// already voted for that value here.
     fn insert_conflicting(&mut self, vote: SignedVote<A, V, Sig>, power: u64) -> bool {
         let Some(value) = vote.message.value.clone() else {
             return false;
@@ -81,11 +86,15 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
         let Some(first) = self.votes.get(validator) else {
             return false;
         };
-        if first.message.value.as_ref() == Some(&value) || self.conflicting.contains_key(validator)
+        let others = self.conflicting.entry(validator.clone()).or_default();
+        if first.message.value.as_ref() == Some(&value)
+            || others
+                .iter()
+                .any(|v| v.message.value.as_ref() == Some(&value))
         {
             return false;
         }
-        self.conflicting.insert(validator.clone(), vote);
+        others.push(vote);
         *self.value_power.entry(value).or_insert(0) += power;
         true
     }
@@ -107,10 +116,10 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
             }
             self.total = self.total.saturating_sub(power);
         }
-        if let Some(vote) = self.conflicting.remove(validator)
-            && let Some(value) = &vote.message.value
-        {
-            self.remove_value_power(value, power);
+        for vote in self.conflicting.remove(validator).unwrap_or_default() {
+            if let Some(value) = &vote.message.value {
+                self.remove_value_power(value, power);
+            }
         }
     }
 
@@ -134,7 +143,9 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
 
     /// All votes held, first votes and counted conflicting ones.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &SignedVote<A, V, Sig>> {
-        self.votes.values().chain(self.conflicting.values())
+        self.votes
+            .values()
+            .chain(self.conflicting.values().flatten())
     }
 
     /// Whether this exact vote is already held (first or conflicting).
@@ -146,7 +157,7 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> VoteSet<A, V, Sig> {
             || self
                 .conflicting
                 .get(&m.validator)
-                .is_some_and(|v| v.message == *m)
+                .is_some_and(|vs| vs.iter().any(|v| v.message == *m))
     }
 
     fn is_empty(&self) -> bool {
@@ -252,10 +263,6 @@ pub(crate) struct MessageLog<A, V, Sig> {
     /// For each validator, the rounds above `current` it occupies.
     future: BTreeMap<A, BTreeSet<Round>>,
     max_future_rounds: usize,
-    /// Values proposed by the proposer of a round up to `current` (at most
-    /// one per such round): the only values an equivocator's second vote may
-    /// count for.
-    proposed: BTreeSet<V>,
 }
 
 impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
@@ -265,7 +272,6 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
             current: 0,
             future: BTreeMap::new(),
             max_future_rounds: max_future_rounds.max(1),
-            proposed: BTreeSet::new(),
         }
     }
 
@@ -291,9 +297,6 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
                 }
                 let proposer = proposer_of(*r);
                 log.proposals.retain(|a, _| Some(a) == proposer);
-                for p in log.proposals.values().flatten() {
-                    self.proposed.insert(p.message.value.clone());
-                }
             }
         }
         self.current = self.current.max(round);
@@ -394,14 +397,21 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
             .is_some_and(|r| r.votes(vote.message.vote_type).holds(vote))
     }
 
-    /// Whether the proposer of a round up to the current one proposed
-    /// `value` (proposals of higher rounds do not count: their proposer is not
-    /// known yet).
-    pub(crate) fn is_proposed(&self, value: &V) -> bool {
-        self.proposed.contains(value)
+    /// Whether `value` matters in `round`: the proposer of a round up to the
+    /// current one proposed it, in `round` itself or naming `round` as its
+    /// POL round. An equivocator's further votes count only for such values
+    /// (proposals of higher rounds do not count: their proposer is not known
+    /// yet, and anyone may claim a slot there).
+    pub(crate) fn is_relevant(&self, round: Round, value: &V) -> bool {
+        self.rounds
+            .range(..=self.current)
+            .flat_map(|(r, log)| log.proposals.values().flatten().map(move |p| (*r, p)))
+            .any(|(r, p)| {
+                p.message.value == *value && (r == round || p.message.pol_round == Some(round))
+            })
     }
 
-    /// Counts a checked conflicting vote of an equivocator for a proposed
+    /// Counts a checked conflicting vote of an equivocator for a relevant
     /// value (see [`VoteSet`]). False if it adds nothing.
     pub(crate) fn add_conflicting_vote(&mut self, vote: SignedVote<A, V, Sig>, power: u64) -> bool {
         let Some(round) = self.rounds.get_mut(&vote.message.round) else {
@@ -416,9 +426,6 @@ impl<A: Ord + Clone, V: Ord + Clone, Sig: Clone> MessageLog<A, V, Sig> {
     /// [`MessageLog::admit`], and for a round up to the current one: from the
     /// round's proposer).
     pub(crate) fn add_proposal(&mut self, proposal: SignedProposal<A, V, Sig>, power: u64) {
-        if proposal.message.round <= self.current {
-            self.proposed.insert(proposal.message.value.clone());
-        }
         let round = self
             .rounds
             .entry(proposal.message.round)
@@ -473,8 +480,8 @@ mod tests {
             "once per value"
         );
         assert!(
-            !log.add_conflicting_vote(vote(0, 0, Some(3)), 1),
-            "at most one second vote per validator, round and step"
+            log.add_conflicting_vote(vote(0, 0, Some(3)), 1),
+            "a third value counts too (the caller checks it matters)"
         );
         assert!(
             !log.add_conflicting_vote(vote(0, 0, Some(1)), 1),
@@ -491,12 +498,13 @@ mod tests {
                 r.power_for(Some(&2)),
                 r.power_for(Some(&3))
             ),
-            (1, 1, 0)
+            (1, 1, 1)
         );
         assert_eq!(r.total(), 1, "one validator counts once in the total");
-        assert_eq!(r.iter().count(), 2);
+        assert_eq!(r.iter().count(), 3);
         assert!(log.holds_vote(&vote(0, 0, Some(2))));
-        assert!(!log.holds_vote(&vote(0, 0, Some(3))));
+        assert!(log.holds_vote(&vote(0, 0, Some(3))));
+        assert!(!log.holds_vote(&vote(0, 0, Some(4))));
     }
 
     fn proposal(proposer: u32, round: Round, value: u8) -> SignedProposal<u32, u8, ()> {
@@ -513,27 +521,40 @@ mod tests {
     }
 
     #[test]
-    fn only_proposals_of_the_proposer_count_as_proposed() {
+    fn only_proposals_of_the_proposer_make_a_value_relevant() {
         let mut log = MessageLog::new(4);
         // Round 0 is current: the caller only lets the proposer in.
         log.add_proposal(proposal(0, 0, 1), 1);
-        assert!(log.is_proposed(&1));
-        // Future rounds keep a slot per claimed proposer, none "proposed".
+        assert!(log.is_relevant(0, &1));
+        assert!(!log.is_relevant(1, &1), "proposed in another round");
+        // Future rounds keep a slot per claimed proposer, none relevant.
         log.add_proposal(proposal(2, 2, 2), 1);
         log.add_proposal(proposal(3, 2, 3), 1);
         log.add_proposal(proposal(3, 5, 5), 1);
-        assert!(!log.is_proposed(&2) && !log.is_proposed(&3));
+        assert!(!log.is_relevant(2, &2) && !log.is_relevant(2, &3));
         // Reaching round 2 (proposer 2) keeps only its proposal there.
         let proposers = [0u32, 1, 2, 3, 0, 1];
         log.set_current_round(2, |r| proposers.get(r as usize));
-        assert!(log.is_proposed(&2));
-        assert!(!log.is_proposed(&3), "a non-proposer's value");
+        assert!(log.is_relevant(2, &2));
+        assert!(!log.is_relevant(2, &3), "a non-proposer's value");
         assert!(log.proposal(2, &3).is_none(), "dropped once its round came");
         assert!(log.proposal(2, &2).is_some());
-        assert!(!log.is_proposed(&5), "round 5 is still ahead");
+        assert!(!log.is_relevant(5, &5), "round 5 is still ahead");
         assert!(log.proposal(5, &3).is_some(), "still ahead: kept");
         log.set_current_round(5, |r| proposers.get(r as usize));
-        assert!(log.proposal(5, &3).is_none() && !log.is_proposed(&5));
+        assert!(log.proposal(5, &3).is_none() && !log.is_relevant(5, &5));
+    }
+
+    #[test]
+    fn a_proposal_makes_its_pol_round_votes_for_its_value_relevant() {
+        let mut log = MessageLog::new(4);
+        log.set_current_round(3, |_| Some(&0u32));
+        let mut p = proposal(0, 3, 7);
+        p.message.pol_round = Some(1);
+        log.add_proposal(p, 1);
+        assert!(log.is_relevant(1, &7), "the POL round of the proposal");
+        assert!(log.is_relevant(3, &7), "its own round");
+        assert!(!log.is_relevant(2, &7) && !log.is_relevant(1, &8));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tally_consensus::Evidence;
+use tally_consensus::{Evidence, Mutation};
 
 use crate::scenarios::{scenario_for, seeds};
 use crate::sim::Sim;
@@ -38,7 +38,7 @@ fn split_brain(shared: &[usize]) -> Scenario {
         }
     }
     s.nodes = nodes;
-    s.net.partition = Some(Partition {
+    s.net.partitions.push(Partition {
         groups: vec![side_a, side_b],
         from_ms: 0,
         until_ms: u64::MAX,
@@ -235,4 +235,106 @@ fn checker_catches_forged_traces() {
         check(&t, 1, 100, true).as_slice(),
         [Violation::PersistOrder(_)]
     ));
+}
+
+/// Mutation tests: the machine built with a deliberate bug (a test-only
+/// switch, `Config::mutation`), or the simulated node with one, must be
+/// caught by the simulator's checker within a stated number of seeds of the
+/// ordinary scenario families at n = 4. Returns the family and seed that
+/// caught it, and the first line of the report.
+fn caught(
+    bug: impl Fn(&mut Scenario),
+    families: &[(&str, Family)],
+    max_seeds: u64,
+) -> Option<(String, u64, String)> {
+    for seed in 0..max_seeds {
+        for (name, build) in families {
+            let test = format!("mutation::{name}");
+            let (mut s, sim_seed) = scenario_for(&test, *build, 4, seed);
+            bug(&mut s);
+            if let Err(report) = crate::sim::run_and_check(s, sim_seed) {
+                let first = report.lines().next().unwrap_or_default().to_string();
+                return Some((name.to_string(), seed, first));
+            }
+        }
+    }
+    None
+}
+
+type Family = fn(usize, &mut crate::sim::rng::Rng) -> Scenario;
+
+fn assert_caught(
+    what: &str,
+    bug: impl Fn(&mut Scenario),
+    families: &[(&str, Family)],
+    max_seeds: u64,
+) {
+    match caught(bug, families, max_seeds) {
+        Some((family, seed, report)) => {
+            eprintln!("{what} caught by {family} at seed {seed}: {report}")
+        }
+        None => panic!("{what} survived {max_seeds} seeds of every family"),
+    }
+}
+
+fn mutate(mutation: Mutation) -> impl Fn(&mut Scenario) {
+    move |s| s.mutation = Some(mutation)
+}
+
+const BYZANTINE: [(&str, Family); 2] = [
+    ("byzantine_proposers", scenario::byzantine_proposers),
+    ("chaos", scenario::chaos),
+];
+
+#[test]
+fn the_simulator_catches_a_machine_that_sends_before_it_persists() {
+    assert_caught(
+        "persist after sending",
+        mutate(Mutation::PersistAfterSending),
+        &[("cluster_restart", scenario::cluster_restart)],
+        20,
+    );
+}
+
+#[test]
+fn the_simulator_catches_a_machine_that_ignores_its_lock() {
+    assert_caught(
+        "no lock check",
+        mutate(Mutation::IgnoreLock),
+        &BYZANTINE,
+        5000,
+    );
+}
+
+#[test]
+fn the_simulator_catches_a_valid_round_accepted_without_its_polka() {
+    assert_caught(
+        "valid round without polka",
+        mutate(Mutation::ValidRoundWithoutPolka),
+        &BYZANTINE,
+        5000,
+    );
+}
+
+#[test]
+fn the_simulator_catches_votes_counted_by_head() {
+    assert_caught(
+        "votes by head",
+        mutate(Mutation::CountByHead),
+        &BYZANTINE,
+        300,
+    );
+}
+
+/// The liveness bug of a lost lock (issue 17, item 1): nodes that keep their
+/// signing state but not the bodies it refers to halt after a whole-cluster
+/// restart with a value locked and undecided.
+#[test]
+fn the_simulator_catches_nodes_that_forget_locked_bodies() {
+    assert_caught(
+        "bodies not persisted",
+        |s| s.forget_bodies = true,
+        &[("cluster_restart", scenario::cluster_restart)],
+        300,
+    );
 }

@@ -39,6 +39,7 @@ fn run_seeds(test: &str, build: fn(usize, &mut Rng) -> Scenario, n: usize, defau
     let mut worst_catch_up = 0;
     let mut worst_seed = 0;
     let mut events = 0;
+    let (mut fetched, mut missing) = (0, 0);
     // Runs with an equivocating validator, and how many of them reported it.
     let (mut equivocating, mut reported) = (0, 0);
     for &seed in &seeds {
@@ -60,6 +61,8 @@ fn run_seeds(test: &str, build: fn(usize, &mut Rng) -> Scenario, n: usize, defau
                     worst_seed = seed;
                 }
                 events += trace.events;
+                fetched += trace.bodies_fetched;
+                missing += trace.bodies_missing;
             }
             Err(report) => panic!(
                 "{report}\nreplay: TALLY_SIM_SEED={seed} cargo test -p tally-consensus \
@@ -71,7 +74,8 @@ fn run_seeds(test: &str, build: fn(usize, &mut Rng) -> Scenario, n: usize, defau
         eprintln!(
             "{test}: {} seeds, {events} events, slowest catch-up after stability \
              {worst_catch_up} ms (seed {worst_seed}), evidence in {reported} of \
-             {equivocating} runs with equivocators",
+             {equivocating} runs with equivocators, {fetched} bodies fetched \
+             ({missing} not found in time)",
             seeds.len()
         );
     }
@@ -115,10 +119,58 @@ scenario_tests! {
     f_byzantine_n4 => scenario::f_byzantine, 4, 100;
     f_byzantine_n7 => scenario::f_byzantine, 7, 60;
     f_byzantine_n10 => scenario::f_byzantine, 10, 40;
+    byzantine_proposers_n4 => scenario::byzantine_proposers, 4, 100;
+    byzantine_proposers_n7 => scenario::byzantine_proposers, 7, 60;
+    byzantine_proposers_n10 => scenario::byzantine_proposers, 10, 40;
     cluster_restart_n4 => scenario::cluster_restart, 4, 100;
     cluster_restart_n7 => scenario::cluster_restart, 7, 60;
     cluster_restart_n10 => scenario::cluster_restart, 10, 40;
     chaos_n4 => scenario::chaos, 4, 100;
     chaos_n7 => scenario::chaos, 7, 60;
     chaos_n10 => scenario::chaos, 10, 40;
+}
+
+/// Twins: each validator's key in turn runs on two honest nodes, and the
+/// network goes through every sequence of two splits of the five nodes
+/// (15 x 15), one per phase of about a round, then heals. Agreement must
+/// hold and every node must reach the goal after the heal. Three phases
+/// would be 3,375 runs per key: `TALLY_SIM_TWINS_PHASES=3` runs them.
+#[test]
+fn twins_n4() {
+    let phases: usize = std::env::var("TALLY_SIM_TWINS_PHASES")
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("TALLY_SIM_TWINS_PHASES is a number")
+        })
+        .unwrap_or(2);
+    let splits = scenario::two_way_splits(5);
+    let (mut runs, mut equivocated) = (0, 0);
+    for twin in 0..4 {
+        let mut schedule = vec![0usize; phases];
+        loop {
+            let sides: Vec<Vec<usize>> = schedule.iter().map(|&i| splits[i].clone()).collect();
+            let s = scenario::twins(4, twin, &sides, 250);
+            let seed = fnv(&format!("twins {twin} {schedule:?}"));
+            match run_and_check(s, seed) {
+                Ok(trace) => equivocated += usize::from(!trace.evidence.is_empty()),
+                Err(report) => panic!("twin {twin}, splits {sides:?}:\n{report}"),
+            }
+            runs += 1;
+            // Next schedule, as a counter in base 15.
+            let Some(i) = schedule.iter().position(|&x| x + 1 < splits.len()) else {
+                break;
+            };
+            schedule[i] += 1;
+            schedule[..i].iter_mut().for_each(|x| *x = 0);
+        }
+    }
+    assert_eq!(runs, 4 * splits.len().pow(phases as u32));
+    // The twins must have signed conflicting messages that a node caught,
+    // or the splits never put them on different sides.
+    eprintln!("twins: {runs} runs, equivocation reported in {equivocated}");
+    assert!(
+        equivocated * 10 > runs,
+        "twins equivocated in only {equivocated} of {runs} runs"
+    );
 }

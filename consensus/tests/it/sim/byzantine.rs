@@ -2,7 +2,7 @@
 //! and rewrites what it sends. They sign only with their own key (the
 //! simulator's scheme would let them forge, a real one would not).
 
-use tally_consensus::{Message, Signed, Signer};
+use tally_consensus::{Message, Proposal, Signed, Signer, Vote, VoteType};
 
 use super::rng::Rng;
 use super::scheme::{Addr, TMessage, TProposal, TVote, TestSigner, Val};
@@ -17,6 +17,36 @@ pub enum Behavior {
     DoubleVoter,
     /// Both of the above.
     Equivocator,
+    /// Proposes a value of its own in every round it prevotes in, whether
+    /// it is the round's proposer or not.
+    OutOfTurnProposer,
+    /// With every vote, also signs prevotes and precommits for the next
+    /// rounds and for a round far beyond any a node keeps.
+    RoundFlooder,
+    /// Prevotes every valid proposal whatever it is locked on (its machine
+    /// runs without the lock check).
+    LockBreaker,
+    /// Restarts from an empty signing state: signs again what it signed.
+    Amnesiac,
+    /// As proposer, proposes a fresh value of its own and votes for it;
+    /// in rounds above 0 it claims, half the time, a polka in the previous
+    /// round that never happened (the claim that frees the most locks).
+    FakePolka,
+}
+
+impl Behavior {
+    /// Every behaviour, for the scenario families to draw from.
+    pub const ALL: [Behavior; 9] = [
+        Behavior::Silent,
+        Behavior::EquivocatingProposer,
+        Behavior::DoubleVoter,
+        Behavior::Equivocator,
+        Behavior::OutOfTurnProposer,
+        Behavior::RoundFlooder,
+        Behavior::LockBreaker,
+        Behavior::Amnesiac,
+        Behavior::FakePolka,
+    ];
 }
 
 impl Behavior {
@@ -46,6 +76,18 @@ fn split(peers: &[usize], rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
     (shuffled, rest)
 }
 
+/// `message` signed with `key`.
+pub fn sign_proposal(message: Proposal<Addr, Val>, key: Addr, chain_id: u64) -> TProposal {
+    let signature = TestSigner(key).sign(&message.sign_bytes(chain_id));
+    Signed { message, signature }
+}
+
+/// `message` signed with `key`.
+pub fn sign_vote(message: Vote<Addr, Val>, key: Addr, chain_id: u64) -> TVote {
+    let signature = TestSigner(key).sign(&message.sign_bytes(chain_id));
+    Signed { message, signature }
+}
+
 /// The honest proposal to some peers, the same proposal of `alternative`
 /// (signed anew) to the others.
 pub fn equivocate_proposal(
@@ -58,16 +100,34 @@ pub fn equivocate_proposal(
 ) -> Vec<(TMessage, Vec<usize>)> {
     let mut other = proposal.message.clone();
     other.value = alternative;
-    let signature = TestSigner(key).sign(&other.sign_bytes(chain_id));
-    let other = Signed {
-        message: other,
-        signature,
-    };
+    let other = sign_proposal(other, key, chain_id);
     let (a, b) = split(peers, rng);
     vec![
         (Message::Proposal(proposal.clone()), a),
         (Message::Proposal(other), b),
     ]
+}
+
+/// Prevotes and precommits of `vote`'s signer for `rounds`, each for
+/// `values(i)` (`None` = nil).
+pub fn flood_rounds(
+    vote: &TVote,
+    rounds: &[u32],
+    mut values: impl FnMut() -> Option<Val>,
+    key: Addr,
+    chain_id: u64,
+) -> Vec<TMessage> {
+    let mut out = Vec::new();
+    for &round in rounds {
+        for vote_type in [VoteType::Prevote, VoteType::Precommit] {
+            let mut m = vote.message.clone();
+            m.round = round;
+            m.vote_type = vote_type;
+            m.value = values();
+            out.push(Message::Vote(sign_vote(m, key, chain_id)));
+        }
+    }
+    out
 }
 
 /// The honest vote to some peers, a vote for `alternative` (`None` = nil) to
@@ -82,11 +142,7 @@ pub fn double_vote(
 ) -> Vec<(TMessage, Vec<usize>)> {
     let mut other = vote.message.clone();
     other.value = alternative;
-    let signature = TestSigner(key).sign(&other.sign_bytes(chain_id));
-    let other = Signed {
-        message: other,
-        signature,
-    };
+    let other = sign_vote(other, key, chain_id);
     let (a, b) = split(peers, rng);
     vec![(Message::Vote(vote.clone()), a), (Message::Vote(other), b)]
 }

@@ -66,6 +66,10 @@ pub struct Trace {
     pub events: u64,
     pub event_limit_hit: bool,
     pub sync_failures: Vec<String>,
+    /// Verify requests that had to fetch the body, and those answered
+    /// "invalid" because no peer sent it in time.
+    pub bodies_fetched: u64,
+    pub bodies_missing: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,10 +2,13 @@
 //!
 //! Each node is what the real node will be around its [`Consensus`]: it
 //! executes the machine's actions in order, keeps a "disk" (the last
-//! persisted signing state and the committed decisions), answers build and
-//! verify requests against a validity oracle, re-gossips catch-up messages
-//! when its height stalls, and syncs decided heights from peers with
-//! certificates checked by `verify_certificate`. The network delays, loses,
+//! persisted signing state, the bodies that state refers to, and the
+//! committed decisions), answers build and verify requests against a
+//! validity oracle once it holds the value's body (gossiped beside the
+//! proposal, fetched from peers when missing, "invalid" when no peer has it
+//! in time), re-gossips catch-up messages when its height stalls, and syncs
+//! decided heights from peers with certificates checked by
+//! `verify_certificate`. The network delays, loses,
 //! duplicates and reorders messages, and partitions nodes until GST. Every
 //! random choice comes from one seeded [`Rng`], and all collections iterate
 //! in a fixed order, so a seed replays exactly.
@@ -17,11 +20,11 @@ pub mod scenario;
 pub mod scheme;
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use tally_consensus::{
-    Action, Config, Consensus, Event, Message, SigningState, Validator, ValidatorSet, VoteType,
-    verify_certificate,
+    Action, Config, Consensus, Event, Message, Mutation, Proposal, SigningState, Validator,
+    ValidatorSet, VoteType, verify_certificate,
 };
 
 use byzantine::Behavior;
@@ -37,12 +40,25 @@ const SYNC_BATCH: usize = 16;
 const EXTRA_HEIGHTS: u64 = 3;
 /// A node asks a peer for decided heights at most this often.
 const SYNC_INTERVAL_MS: u64 = 100;
+/// A value's body asked of peers and not received in this long: "invalid"
+/// for now (the machine asks again in the next round).
+const BODY_TIMEOUT_MS: u64 = 200;
+/// Rounds ahead of its own that a round flooder signs votes for, and one
+/// far beyond any a node keeps.
+const FLOOD_ROUNDS: [u32; 5] = [1, 2, 3, 4, 1000];
 
 #[derive(Debug, Clone)]
 enum NetMsg {
     Consensus(TMessage),
-    SyncRequest { from_height: u64 },
-    SyncResponse { entries: Vec<(Val, TCert)> },
+    SyncRequest {
+        from_height: u64,
+    },
+    SyncResponse {
+        entries: Vec<(Val, TCert)>,
+    },
+    /// A value's body (here the value itself: the oracle knows validity).
+    Body(Val),
+    BodyRequest(Val),
 }
 
 #[derive(Debug)]
@@ -72,6 +88,11 @@ enum SimEvent {
     Tick {
         node: usize,
         epoch: u64,
+    },
+    BodyTimeout {
+        node: usize,
+        epoch: u64,
+        value: Val,
     },
     /// All faults are over: fix the goal height.
     Stable,
@@ -108,7 +129,15 @@ struct SimNode {
     epoch: u64,
     /// What survives a crash.
     disk_signing: SigningState<Addr, Val, scheme::Sig>,
+    /// Bodies on disk: those the signing state refers to and committed ones.
+    disk_bodies: BTreeSet<Val>,
     ledger: Vec<(Val, TCert)>,
+    /// Bodies in memory.
+    bodies: BTreeSet<Val>,
+    /// Verify requests waiting for a body: value -> height.
+    awaiting_body: BTreeMap<Val, u64>,
+    /// A decision whose body is still missing.
+    pending_decision: Option<TCert>,
     stopped: bool,
     crash_armed: Option<Option<u64>>,
     progress_mark: Option<(u64, bool)>,
@@ -135,7 +164,9 @@ pub struct Sim {
     lossy: Vec<Vec<bool>>,
     config: Config,
     next_value: u64,
-    proposed_at: std::collections::BTreeMap<u64, Vec<Val>>,
+    proposed_at: BTreeMap<u64, Vec<Val>>,
+    /// What a fake-polka proposer proposed: (node, height, round) -> value.
+    fake_values: BTreeMap<(usize, u64, u32), Val>,
     /// `TALLY_SIM_VERBOSE=1` prints every event fed and the actions it gave.
     verbose: bool,
     /// The height every correct live node must reach: set when the network
@@ -161,6 +192,11 @@ impl Sim {
         .expect("scenario validator set is valid");
         let mut config = Config::new(CHAIN_ID);
         config.timeouts = sc.timeouts.clone();
+        config.mutation = sc.mutation;
+        let lock_breaker = Config {
+            mutation: Some(Mutation::IgnoreLock),
+            ..config.clone()
+        };
         let n = sc.nodes.len();
         let lossy = (0..n)
             .map(|a| {
@@ -202,10 +238,22 @@ impl Sim {
             .map(|spec| SimNode {
                 key: spec.key,
                 behavior: spec.behavior,
-                machine: Some(Consensus::new(config.clone(), TestScheme, signer(spec.key))),
+                machine: Some(Consensus::new(
+                    if spec.behavior == Some(Behavior::LockBreaker) {
+                        lock_breaker.clone()
+                    } else {
+                        config.clone()
+                    },
+                    TestScheme,
+                    signer(spec.key),
+                )),
                 epoch: 0,
                 disk_signing: SigningState::empty(),
+                disk_bodies: BTreeSet::new(),
                 ledger: Vec::new(),
+                bodies: BTreeSet::new(),
+                awaiting_body: BTreeMap::new(),
+                pending_decision: None,
                 stopped: false,
                 crash_armed: None,
                 progress_mark: None,
@@ -223,6 +271,7 @@ impl Sim {
             config,
             next_value: 1,
             proposed_at: Default::default(),
+            fake_values: BTreeMap::new(),
             verbose: std::env::var_os("TALLY_SIM_VERBOSE").is_some(),
             goal: None,
             trace,
@@ -353,6 +402,15 @@ impl Sim {
             }
             SimEvent::Restart { node } => self.restart(node),
             SimEvent::Tick { node, epoch } => self.tick(node, epoch),
+            SimEvent::BodyTimeout { node, epoch, value } => {
+                let n = &mut self.nodes[node];
+                if n.alive() && n.epoch == epoch {
+                    if let Some(height) = n.awaiting_body.remove(&value) {
+                        self.trace.bodies_missing += 1;
+                        self.answer_verify(node, height, value, false);
+                    }
+                }
+            }
             SimEvent::Stable => {
                 let highest = self.nodes.iter().map(|n| n.ledger.len() as u64).max();
                 let goal = self
@@ -420,7 +478,23 @@ impl Sim {
         let epoch = self.nodes[node].epoch;
         match action {
             Action::PersistSigningState(state) => {
-                self.nodes[node].disk_signing = state;
+                // The bodies the state refers to go to disk first (as the
+                // node's signed_blocks.bin), unless the run is the negative
+                // control of a node that forgets them.
+                let n = &mut self.nodes[node];
+                if !self.sc.forget_bodies {
+                    let refs = [
+                        state.last_proposal.as_ref().map(|r| r.value),
+                        state.locked.as_ref().map(|r| r.value),
+                        state.valid.as_ref().map(|r| r.value),
+                    ];
+                    for v in refs.into_iter().flatten() {
+                        if n.bodies.contains(&v) {
+                            n.disk_bodies.insert(v);
+                        }
+                    }
+                }
+                n.disk_signing = state;
             }
             Action::BroadcastProposal(p) => {
                 let m = &p.message;
@@ -428,16 +502,11 @@ impl Sim {
                 self.trace.proposed.insert(m.value);
                 self.proposed_at.entry(m.height).or_default().push(m.value);
                 self.record_signed(node, m.height, m.round, 0, content);
+                let key = self.nodes[node].key.unwrap_or_default() as Addr;
                 match self.nodes[node].behavior {
                     Some(b) if b.silent() => {}
                     Some(b) if b.equivocates_proposals() => {
-                        let alt = self.fresh_value();
-                        if self.rng.chance(0.5) {
-                            self.trace.valid.insert(alt);
-                        }
-                        self.trace.proposed.insert(alt);
-                        self.proposed_at.entry(m.height).or_default().push(alt);
-                        let key = self.nodes[node].key.unwrap_or_default() as Addr;
+                        let alt = self.byzantine_value(node, m.height, 0.5);
                         let peers = self.peers(node);
                         let sends = byzantine::equivocate_proposal(
                             &p,
@@ -449,7 +518,19 @@ impl Sim {
                         );
                         self.send_split(node, sends);
                     }
-                    _ => self.send_all(node, &Message::Proposal(p)),
+                    Some(Behavior::FakePolka) => {
+                        let value = self.byzantine_value(node, m.height, 0.9);
+                        self.fake_values.insert((node, m.height, m.round), value);
+                        let claim = m.round > 0 && self.rng.chance(0.5);
+                        let fake = Proposal {
+                            value,
+                            pol_round: claim.then(|| m.round - 1),
+                            ..m.clone()
+                        };
+                        let fake = byzantine::sign_proposal(fake, key, CHAIN_ID);
+                        self.send_proposal_all(node, fake);
+                    }
+                    _ => self.send_proposal_all(node, p),
                 }
             }
             Action::BroadcastVote(v) => {
@@ -459,8 +540,56 @@ impl Sim {
                     VoteType::Precommit => 2,
                 };
                 self.record_signed(node, m.height, m.round, step, Content::Vote(m.value));
+                let key = self.nodes[node].key.unwrap_or_default() as Addr;
                 match self.nodes[node].behavior {
                     Some(b) if b.silent() => {}
+                    Some(Behavior::FakePolka) => {
+                        let own = self.fake_values.get(&(node, m.height, m.round));
+                        let vote = match own {
+                            Some(&value) => {
+                                let mut own = m.clone();
+                                own.value = Some(value);
+                                byzantine::sign_vote(own, key, CHAIN_ID)
+                            }
+                            None => v,
+                        };
+                        self.send_all(node, &Message::Vote(vote));
+                    }
+                    Some(Behavior::OutOfTurnProposer) if m.vote_type == VoteType::Prevote => {
+                        let value = self.byzantine_value(node, m.height, 0.5);
+                        let own = Proposal {
+                            height: m.height,
+                            round: m.round,
+                            value,
+                            pol_round: None,
+                            proposer: key,
+                        };
+                        let own = byzantine::sign_proposal(own, key, CHAIN_ID);
+                        self.send_all(node, &Message::Vote(v));
+                        self.send_proposal_all(node, own);
+                    }
+                    Some(Behavior::RoundFlooder) => {
+                        let rounds: Vec<u32> = FLOOD_ROUNDS
+                            .iter()
+                            .map(|r| m.round.saturating_add(*r))
+                            .collect();
+                        let proposed = self.proposed_at.get(&m.height).cloned().unwrap_or_default();
+                        let rng = &mut self.rng;
+                        let flood = byzantine::flood_rounds(
+                            &v,
+                            &rounds,
+                            || {
+                                (!proposed.is_empty() && rng.chance(0.7))
+                                    .then(|| proposed[rng.index(proposed.len())])
+                            },
+                            key,
+                            CHAIN_ID,
+                        );
+                        self.send_all(node, &Message::Vote(v));
+                        for message in flood {
+                            self.send_all(node, &message);
+                        }
+                    }
                     Some(b) if b.double_votes() => {
                         let others: Vec<Val> = self
                             .proposed_at
@@ -474,7 +603,6 @@ impl Sim {
                         } else {
                             Some(others[self.rng.index(others.len())])
                         };
-                        let key = self.nodes[node].key.unwrap_or_default() as Addr;
                         let peers = self.peers(node);
                         let sends =
                             byzantine::double_vote(&v, alt, key, CHAIN_ID, &peers, &mut self.rng);
@@ -497,6 +625,7 @@ impl Sim {
             Action::BuildBlock { height, round } => {
                 let value = self.fresh_value();
                 self.trace.valid.insert(value);
+                self.nodes[node].bodies.insert(value);
                 if self.nodes[node].honest() {
                     self.trace.verified_by_correct.insert(value);
                 }
@@ -515,40 +644,108 @@ impl Sim {
                 );
             }
             Action::VerifyBlock { height, value, .. } => {
-                let valid = self.trace.valid.contains(&value);
-                if valid && self.nodes[node].honest() {
-                    self.trace.verified_by_correct.insert(value);
+                if self.nodes[node].bodies.contains(&value) {
+                    let valid = self.trace.valid.contains(&value);
+                    self.answer_verify(node, height, value, valid);
+                } else if self.nodes[node]
+                    .awaiting_body
+                    .insert(value, height)
+                    .is_none()
+                {
+                    self.trace.bodies_fetched += 1;
+                    self.send_all_net(node, &NetMsg::BodyRequest(value));
+                    self.after(
+                        BODY_TIMEOUT_MS,
+                        SimEvent::BodyTimeout { node, epoch, value },
+                    );
                 }
-                let delay = self.rng.range(1, 5);
-                self.after(
-                    delay,
-                    SimEvent::Input {
-                        node,
-                        epoch,
-                        event: Event::BlockVerified {
-                            height,
-                            value,
-                            valid,
-                        },
-                    },
-                );
             }
             Action::Decide(certificate) => {
-                let height = certificate.height;
-                if self.commit(node, certificate, false) {
-                    let delay = self.rng.range(0, 5);
-                    self.after(
-                        delay,
-                        SimEvent::StartHeight {
-                            node,
-                            epoch,
-                            height: height + 1,
-                        },
-                    );
+                if self.nodes[node].bodies.contains(&certificate.value) {
+                    self.commit_decided(node, certificate);
+                } else {
+                    // Committing needs the body: fetch it, and retry at each
+                    // tick until it (or block sync) brings it.
+                    let value = certificate.value;
+                    self.nodes[node].pending_decision = Some(certificate);
+                    self.send_all_net(node, &NetMsg::BodyRequest(value));
                 }
             }
             Action::ReportEvidence(evidence) => self.trace.evidence.push((node, evidence)),
         }
+    }
+
+    /// Answers a verify request after a short delay.
+    fn answer_verify(&mut self, node: usize, height: u64, value: Val, valid: bool) {
+        if valid && self.nodes[node].honest() {
+            self.trace.verified_by_correct.insert(value);
+        }
+        let epoch = self.nodes[node].epoch;
+        let delay = self.rng.range(1, 5);
+        self.after(
+            delay,
+            SimEvent::Input {
+                node,
+                epoch,
+                event: Event::BlockVerified {
+                    height,
+                    value,
+                    valid,
+                },
+            },
+        );
+    }
+
+    /// Commits a decision whose body the node holds and starts the next
+    /// height.
+    fn commit_decided(&mut self, node: usize, certificate: TCert) {
+        let height = certificate.height;
+        let epoch = self.nodes[node].epoch;
+        if self.commit(node, certificate, false) {
+            let delay = self.rng.range(0, 5);
+            self.after(
+                delay,
+                SimEvent::StartHeight {
+                    node,
+                    epoch,
+                    height: height + 1,
+                },
+            );
+        }
+    }
+
+    /// A body arrived: answer what waited for it.
+    fn receive_body(&mut self, node: usize, value: Val) {
+        let n = &mut self.nodes[node];
+        if !n.bodies.insert(value) {
+            return;
+        }
+        if let Some(height) = n.awaiting_body.remove(&value) {
+            let valid = self.trace.valid.contains(&value);
+            self.answer_verify(node, height, value, valid);
+        }
+        let n = &mut self.nodes[node];
+        if n.pending_decision
+            .as_ref()
+            .is_some_and(|c| c.value == value)
+        {
+            if let Some(certificate) = n.pending_decision.take() {
+                self.commit_decided(node, certificate);
+            }
+        }
+    }
+
+    /// A value a Byzantine node makes up (valid with probability `valid`),
+    /// with its body in the node's hands.
+    fn byzantine_value(&mut self, node: usize, height: u64, valid: f64) -> Val {
+        let value = self.fresh_value();
+        if self.rng.chance(valid) {
+            self.trace.valid.insert(value);
+        }
+        self.trace.proposed.insert(value);
+        self.proposed_at.entry(height).or_default().push(value);
+        self.nodes[node].bodies.insert(value);
+        value
     }
 
     fn fresh_value(&mut self) -> Val {
@@ -614,6 +811,14 @@ impl Sim {
         if n.ledger.len() as u64 + 1 != certificate.height {
             return false;
         }
+        n.bodies.insert(certificate.value);
+        n.disk_bodies.insert(certificate.value);
+        if n.pending_decision
+            .as_ref()
+            .is_some_and(|c| c.height <= certificate.height)
+        {
+            n.pending_decision = None;
+        }
         n.ledger.push((certificate.value, certificate.clone()));
         let height = certificate.height;
         self.trace.decisions.push(DecisionRecord {
@@ -644,21 +849,48 @@ impl Sim {
         }
     }
 
+    fn send_all_net(&mut self, from: usize, msg: &NetMsg) {
+        for to in 0..self.nodes.len() {
+            if to != from {
+                self.send(from, to, msg.clone());
+            }
+        }
+    }
+
+    /// A proposal to every peer, with its body when the sender holds it.
+    fn send_proposal_all(
+        &mut self,
+        from: usize,
+        proposal: tally_consensus::SignedProposal<Addr, Val, scheme::Sig>,
+    ) {
+        let value = proposal.message.value;
+        self.send_all(from, &Message::Proposal(proposal));
+        if self.nodes[from].bodies.contains(&value) {
+            self.send_all_net(from, &NetMsg::Body(value));
+        }
+    }
+
+    /// Each message to its peers, each proposal with its body.
     fn send_split(&mut self, from: usize, sends: Vec<(TMessage, Vec<usize>)>) {
         for (msg, peers) in sends {
+            let body = match &msg {
+                Message::Proposal(p) if self.nodes[from].bodies.contains(&p.message.value) => {
+                    Some(p.message.value)
+                }
+                _ => None,
+            };
             for to in peers {
                 self.send(from, to, NetMsg::Consensus(msg.clone()));
+                if let Some(value) = body {
+                    self.send(from, to, NetMsg::Body(value));
+                }
             }
         }
     }
 
     fn send(&mut self, from: usize, to: usize, msg: NetMsg) {
         let net = &self.sc.net;
-        if net
-            .partition
-            .as_ref()
-            .is_some_and(|p| p.separates(from, to, self.now))
-        {
+        if net.separates(from, to, self.now) {
             return;
         }
         let pre_gst = self.now < net.gst_ms;
@@ -715,6 +947,13 @@ impl Sim {
                 }
             }
             NetMsg::SyncResponse { entries } => self.apply_sync(to, from, entries),
+            NetMsg::Body(value) => self.receive_body(to, value),
+            NetMsg::BodyRequest(value) => {
+                let n = &self.nodes[to];
+                if n.bodies.contains(&value) && !n.behavior.is_some_and(Behavior::silent) {
+                    self.send(to, from, NetMsg::Body(value));
+                }
+            }
         }
     }
 
@@ -768,6 +1007,9 @@ impl Sim {
         n.epoch += 1;
         n.crash_armed = None;
         n.progress_mark = None;
+        n.bodies = n.disk_bodies.clone();
+        n.awaiting_body.clear();
+        n.pending_decision = None;
         match restart_after {
             None => n.stopped = true,
             Some(down) => self.after(down, SimEvent::Restart { node }),
@@ -775,8 +1017,8 @@ impl Sim {
     }
 
     fn restart(&mut self, node: usize) {
-        let amnesia = self.sc.amnesia;
         let n = &mut self.nodes[node];
+        let amnesia = self.sc.amnesia || n.behavior == Some(Behavior::Amnesiac);
         if n.alive() || n.stopped {
             return;
         }
@@ -785,8 +1027,16 @@ impl Sim {
         } else {
             n.disk_signing.clone()
         };
+        let config = if n.behavior == Some(Behavior::LockBreaker) {
+            Config {
+                mutation: Some(Mutation::IgnoreLock),
+                ..self.config.clone()
+            }
+        } else {
+            self.config.clone()
+        };
         n.machine = Some(
-            Consensus::restore(self.config.clone(), TestScheme, signer(n.key), state)
+            Consensus::restore(config, TestScheme, signer(n.key), state)
                 .expect("the simulated disk holds a sane signing state"),
         );
         let epoch = n.epoch;
@@ -819,6 +1069,9 @@ impl Sim {
         self.nodes[node].progress_mark = Some(mark);
         for m in messages {
             self.send_all(node, &m);
+        }
+        if let Some(value) = self.nodes[node].pending_decision.as_ref().map(|c| c.value) {
+            self.send_all_net(node, &NetMsg::BodyRequest(value));
         }
         let next = self.sc.repair_ms;
         self.after(next, SimEvent::Tick { node, epoch });

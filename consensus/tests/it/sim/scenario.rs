@@ -38,7 +38,14 @@ pub struct NetConfig {
     pub lossy_links: f64,
     pub duplicate: f64,
     pub gst_ms: u64,
-    pub partition: Option<Partition>,
+    /// Partitions, each active in its own time window (a schedule).
+    pub partitions: Vec<Partition>,
+}
+
+impl NetConfig {
+    pub fn separates(&self, a: usize, b: usize, now: u64) -> bool {
+        self.partitions.iter().any(|p| p.separates(a, b, now))
+    }
 }
 
 impl Default for NetConfig {
@@ -52,7 +59,7 @@ impl Default for NetConfig {
             lossy_links: 0.0,
             duplicate: 0.02,
             gst_ms: 0,
-            partition: None,
+            partitions: Vec::new(),
         }
     }
 }
@@ -81,6 +88,11 @@ pub struct Scenario {
     pub crash_restart: Vec<(usize, u64, u64)>,
     /// Restart from an empty signing state (negative control only).
     pub amnesia: bool,
+    /// Drive the nodes without writing the bodies their signing state
+    /// refers to (negative control: the liveness bug of a lost lock).
+    pub forget_bodies: bool,
+    /// A deliberate bug in every honest node's machine (mutation tests).
+    pub mutation: Option<tally_consensus::Mutation>,
     /// A node whose height/round/step has not moved for this long re-gossips
     /// its catch-up messages.
     pub repair_ms: u64,
@@ -120,6 +132,8 @@ impl Scenario {
             crash_stop: Vec::new(),
             crash_restart: Vec::new(),
             amnesia: false,
+            forget_bodies: false,
+            mutation: None,
             repair_ms: 300,
             liveness_bound_ms: 30_000,
             check_liveness: true,
@@ -128,18 +142,45 @@ impl Scenario {
         }
     }
 
+    /// `base` with voting powers drawn from `rng` (see [`powers`]).
+    pub fn weighted(name: &str, n: usize, rng: &mut Rng) -> Self {
+        let mut s = Self::base(name, n);
+        s.powers = powers(n, rng);
+        s
+    }
+
+    /// A random set of validators holding less than 1/3 of the power, taken
+    /// greedily in a random order: as many faults as the protocol tolerates
+    /// (f of them with equal powers, possibly n - 1 small ones otherwise).
+    pub fn pick_faulty(&self, rng: &mut Rng) -> Vec<usize> {
+        let total: u64 = self.powers.iter().sum();
+        let mut order: Vec<usize> = (0..self.validators()).collect();
+        rng.shuffle(&mut order);
+        let mut held = 0;
+        let mut faulty = Vec::new();
+        for i in order {
+            if 3 * (held + self.powers[i]) < total {
+                held += self.powers[i];
+                faulty.push(i);
+            }
+        }
+        faulty.sort_unstable();
+        faulty
+    }
+
     pub fn validators(&self) -> usize {
         self.powers.len()
     }
 
-    /// Faults tolerated with equal powers.
-    pub fn f(&self) -> usize {
-        (self.validators() - 1) / 3
-    }
-
     /// When the network is healed and every crash and restart done.
     pub fn stable_from(&self) -> u64 {
-        let heal = self.net.partition.as_ref().map_or(0, |p| p.until_ms);
+        let heal = self
+            .net
+            .partitions
+            .iter()
+            .map(|p| p.until_ms)
+            .max()
+            .unwrap_or(0);
         let restarts = self
             .crash_restart
             .iter()
@@ -163,31 +204,45 @@ impl Scenario {
 // -------------------------------------------------------------------------
 
 /// A healthy network (still with reordering and duplication) plus an observer.
-pub fn no_faults(n: usize, _rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("no_faults", n);
+pub fn no_faults(n: usize, rng: &mut Rng) -> Scenario {
+    let mut s = Scenario::weighted("no_faults", n, rng);
     s.add_observer();
     s
 }
 
-/// f validators crash at random times and never return.
+/// Voting powers of a scenario: equal, random in 1..=10, or one validator
+/// holding just under 1/3 of the total.
+pub fn powers(n: usize, rng: &mut Rng) -> Vec<u64> {
+    match rng.index(3) {
+        0 => vec![1; n],
+        1 => (0..n).map(|_| rng.range(1, 10)).collect(),
+        _ => {
+            // 3b < b + others, i.e. b < others / 2.
+            let others = 10 * (n as u64 - 1);
+            let mut powers = vec![10; n];
+            powers[rng.index(n)] = (others - 1) / 2;
+            powers
+        }
+    }
+}
+
+/// Validators holding under 1/3 of the power crash at random times and
+/// never return.
 pub fn f_crashed(n: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("f_crashed", n);
-    let f = s.f();
-    for node in rng.pick(n, f) {
+    let mut s = Scenario::weighted("f_crashed", n, rng);
+    for node in s.pick_faulty(rng) {
         s.crash_stop.push((node, rng.range(0, 800)));
     }
     s
 }
 
-fn partition(name: &str, n: usize, minority: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base(name, n);
-    let mut nodes: Vec<usize> = (0..n).collect();
-    rng.shuffle(&mut nodes);
-    let (a, b) = nodes.split_at(minority);
+/// Cuts `side` off from every other node for a random window.
+fn partition(mut s: Scenario, side: Vec<usize>, rng: &mut Rng) -> Scenario {
+    let rest = (0..s.nodes.len()).filter(|i| !side.contains(i)).collect();
     let from = rng.range(0, 300);
     let until = from + rng.range(500, 2500);
-    s.net.partition = Some(Partition {
-        groups: vec![a.to_vec(), b.to_vec()],
+    s.net.partitions.push(Partition {
+        groups: vec![side, rest],
         from_ms: from,
         until_ms: until,
     });
@@ -195,21 +250,28 @@ fn partition(name: &str, n: usize, minority: usize, rng: &mut Rng) -> Scenario {
     s
 }
 
-/// Split in two halves (2/2 at n = 4): no side has a quorum until it heals.
+/// Split in two halves by head (2/2 at n = 4): with equal powers no side
+/// has a quorum until it heals.
 pub fn partition_even(n: usize, rng: &mut Rng) -> Scenario {
-    partition("partition_even", n, n / 2, rng)
+    let s = Scenario::weighted("partition_even", n, rng);
+    let side = rng.pick(n, n / 2);
+    partition(s, side, rng)
 }
 
-/// f validators cut off (3/1 at n = 4): the majority goes on, the minority
-/// catches up after the heal.
+/// Validators holding under 1/3 of the power cut off: the rest goes on,
+/// the minority catches up after the heal.
 pub fn partition_minority(n: usize, rng: &mut Rng) -> Scenario {
-    let f = (n - 1) / 3;
-    partition("partition_minority", n, f.max(1), rng)
+    let s = Scenario::weighted("partition_minority", n, rng);
+    let mut side = s.pick_faulty(rng);
+    if side.is_empty() {
+        side.push(rng.index(n));
+    }
+    partition(s, side, rng)
 }
 
 /// Every link loses half its messages until GST, with more reordering.
 pub fn lossy_links(n: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("lossy_links", n);
+    let mut s = Scenario::weighted("lossy_links", n, rng);
     s.net.loss = 0.5;
     s.net.lossy_links = 1.0;
     s.net.duplicate = 0.05;
@@ -219,28 +281,59 @@ pub fn lossy_links(n: usize, rng: &mut Rng) -> Scenario {
     s
 }
 
-/// f Byzantine validators, each an equivocating proposer, a double voter,
-/// both, or silent; the network is asynchronous for a while.
-pub fn f_byzantine(n: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("f_byzantine", n);
-    let f = s.f();
-    for node in rng.pick(n, f) {
-        let behavior = match rng.index(4) {
-            0 => Behavior::EquivocatingProposer,
-            1 => Behavior::DoubleVoter,
-            2 => Behavior::Equivocator,
-            _ => Behavior::Silent,
-        };
+/// Makes each of `nodes` Byzantine with a behaviour drawn from `rng`; an
+/// amnesiac forgets its signing state at one or two restarts.
+fn make_byzantine(s: &mut Scenario, nodes: &[usize], rng: &mut Rng) {
+    for &node in nodes {
+        let behavior = Behavior::ALL[rng.index(Behavior::ALL.len())];
         s.nodes[node].behavior = Some(behavior);
+        if behavior == Behavior::Amnesiac {
+            let at = rng.range(100, 1500);
+            s.crash_restart.push((node, at, rng.range(20, 400)));
+            if rng.chance(0.5) {
+                s.crash_restart
+                    .push((node, at + rng.range(500, 1500), rng.range(20, 400)));
+            }
+        }
     }
+}
+
+/// Validators under 1/3 of the power Byzantine, each with one behaviour of
+/// [`Behavior::ALL`]; the network is asynchronous for a while.
+pub fn f_byzantine(n: usize, rng: &mut Rng) -> Scenario {
+    let mut s = Scenario::weighted("f_byzantine", n, rng);
+    let byz = s.pick_faulty(rng);
+    make_byzantine(&mut s, &byz, rng);
     s.net.gst_ms = rng.range(0, 1500);
+    s
+}
+
+/// Byzantine validators under 1/3 of the power that attack through their
+/// proposals (fresh values with made-up valid rounds, equivocation,
+/// proposing out of turn) while every link loses messages until GST: the
+/// conditions in which locks and valid rounds decide safety.
+pub fn byzantine_proposers(n: usize, rng: &mut Rng) -> Scenario {
+    const KINDS: [Behavior; 3] = [
+        Behavior::FakePolka,
+        Behavior::EquivocatingProposer,
+        Behavior::OutOfTurnProposer,
+    ];
+    let mut s = Scenario::weighted("byzantine_proposers", n, rng);
+    for node in s.pick_faulty(rng) {
+        s.nodes[node].behavior = Some(KINDS[rng.index(KINDS.len())]);
+    }
+    s.net.loss = 0.4;
+    s.net.lossy_links = 1.0;
+    s.net.pre_gst_delay_ms = (1, 150);
+    s.net.gst_ms = rng.range(1500, 4000);
+    s.add_observer();
     s
 }
 
 /// Every node crashes (at a random point of an action list) and restarts
 /// from its persisted signing state and ledger.
 pub fn cluster_restart(n: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("cluster_restart", n);
+    let mut s = Scenario::weighted("cluster_restart", n, rng);
     for node in 0..n {
         let at = rng.range(100, 1200);
         s.crash_restart.push((node, at, rng.range(20, 800)));
@@ -255,17 +348,9 @@ pub fn cluster_restart(n: usize, rng: &mut Rng) -> Scenario {
 /// Everything at once: f Byzantine validators (of any kind), loss, a
 /// partition, and honest nodes crashing and restarting.
 pub fn chaos(n: usize, rng: &mut Rng) -> Scenario {
-    let mut s = Scenario::base("chaos", n);
-    let f = s.f();
-    let byz = rng.pick(n, f);
-    for &node in &byz {
-        s.nodes[node].behavior = Some(match rng.index(4) {
-            0 => Behavior::EquivocatingProposer,
-            1 => Behavior::DoubleVoter,
-            2 => Behavior::Equivocator,
-            _ => Behavior::Silent,
-        });
-    }
+    let mut s = Scenario::weighted("chaos", n, rng);
+    let byz = s.pick_faulty(rng);
+    make_byzantine(&mut s, &byz, rng);
     s.net.loss = 0.3;
     s.net.lossy_links = 0.5;
     s.net.duplicate = 0.05;
@@ -276,7 +361,7 @@ pub fn chaos(n: usize, rng: &mut Rng) -> Scenario {
     let (a, b) = nodes.split_at(cut);
     let from = rng.range(0, 1000);
     let until = from + rng.range(200, 1500);
-    s.net.partition = Some(Partition {
+    s.net.partitions.push(Partition {
         groups: vec![a.to_vec(), b.to_vec()],
         from_ms: from,
         until_ms: until,
@@ -290,4 +375,39 @@ pub fn chaos(n: usize, rng: &mut Rng) -> Scenario {
     }
     s.add_observer();
     s
+}
+
+/// Twins (Bano et al., 2020): validator `twin`'s key runs on two honest
+/// nodes (the last node is its copy), and the network goes through one
+/// partition of all n + 1 nodes per phase of `phase_ms`, then heals. The
+/// twins sign whatever their own view makes them sign: an equivocator built
+/// from correct code, which every split must survive.
+pub fn twins(n: usize, twin: usize, splits: &[Vec<usize>], phase_ms: u64) -> Scenario {
+    let mut s = Scenario::base("twins", n);
+    s.nodes.push(NodeSpec {
+        key: Some(twin),
+        behavior: None,
+    });
+    let all = s.nodes.len();
+    for (i, side) in splits.iter().enumerate() {
+        let rest = (0..all).filter(|x| !side.contains(x)).collect();
+        let from = i as u64 * phase_ms;
+        s.net.partitions.push(Partition {
+            groups: vec![side.clone(), rest],
+            from_ms: from,
+            until_ms: from + phase_ms,
+        });
+    }
+    s.net.gst_ms = splits.len() as u64 * phase_ms;
+    s.net.spike_chance = 0.0;
+    s
+}
+
+/// Every way to cut `nodes` nodes in two non-empty sides, each side named
+/// by the set that holds node 0 (so no split appears twice).
+pub fn two_way_splits(nodes: usize) -> Vec<Vec<usize>> {
+    (1u32..(1 << nodes) - 1)
+        .filter(|mask| mask & 1 == 1)
+        .map(|mask| (0..nodes).filter(|i| mask & (1 << i) != 0).collect())
+        .collect()
 }
