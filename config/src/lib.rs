@@ -63,6 +63,7 @@ pub struct Config {
     pub rpc: RpcConfig,
     pub mempool: MempoolSection,
     pub sync: SyncConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -131,6 +132,23 @@ pub struct MempoolSection {
 pub struct SyncConfig {
     pub interval_ms: u64,
     pub batch_blocks: u64,
+}
+
+/// The Prometheus endpoint (`GET /metrics`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 26660)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +294,7 @@ impl Config {
         let r = &self.rpc;
         let m = &self.mempool;
         let s = &self.sync;
+        let x = &self.metrics;
         let l = &self.log;
         let format = match l.format {
             LogFormat::Plain => "plain",
@@ -376,6 +395,14 @@ interval_ms = {sync_interval}
 # Most blocks fetched in one request.
 batch_blocks = {batch_blocks}
 
+[metrics]
+# Serve Prometheus metrics at http://<listen>/metrics (OpenMetrics text).
+# Off unless asked; `tally dev` and `tally localnet` turn it on.
+enabled = {metrics_enabled}
+# Listen address. The metrics tell anyone who reads them about this node's
+# peers and load: keep it on localhost or a private network.
+listen = "{metrics_listen}"
+
 [log]
 # "plain" or "json" (one JSON object per line).
 format = "{format}"
@@ -417,6 +444,8 @@ filter = {filter}
             journal = m.journal,
             sync_interval = s.interval_ms,
             batch_blocks = s.batch_blocks,
+            metrics_enabled = x.enabled,
+            metrics_listen = x.listen,
             filter = toml_value(&l.filter),
         )
     }

@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod chain;
 pub mod cli;
+pub mod metrics;
 pub mod node;
 pub mod rpc;
 pub mod signing;

@@ -63,6 +63,12 @@ enum Command {
         home: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:8545")]
         rpc_listen: SocketAddr,
+        /// Where Prometheus metrics are served (`/metrics`).
+        #[arg(long, default_value = "127.0.0.1:26660")]
+        metrics_listen: SocketAddr,
+        /// Serve no metrics (and record none of libp2p's).
+        #[arg(long)]
+        no_metrics: bool,
         #[arg(long, default_value_t = 1337)]
         chain_id: u64,
         #[command(flatten)]
@@ -94,6 +100,9 @@ enum Command {
         /// JSON-RPC port of node0 (node i listens on base + i).
         #[arg(long, default_value_t = 8545)]
         rpc_port: u16,
+        /// Metrics port of node0 (node i listens on base + i, on --rpc-host).
+        #[arg(long, default_value_t = 26660)]
+        metrics_port: u16,
         /// Pick free ports instead of the sequential ones.
         #[arg(long)]
         free_ports: bool,
@@ -411,6 +420,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev {
             home,
             rpc_listen,
+            metrics_listen,
+            no_metrics,
             chain_id,
             params,
         } => {
@@ -436,11 +447,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let mut config = Config::load(&home.config_file())?;
             config.rpc.listen = rpc_listen;
+            config.metrics.enabled = !no_metrics;
+            config.metrics.listen = metrics_listen;
             let node = Node::start(&home, &config).await?;
             let rpc = node.rpc_addr.context("RPC is disabled")?;
             println!();
             println!("Tally dev chain running (home {})", home.root.display());
             println!("JSON-RPC: http://{rpc}  (WebSocket ws://{rpc})");
+            if let Some(metrics) = node.metrics_addr {
+                println!("Metrics:  http://{metrics}/metrics");
+            }
             println!(
                 "Dev accounts (each funded in genesis; keys are public, never use them elsewhere):"
             );
@@ -488,13 +504,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             rpc_host,
             p2p_port,
             rpc_port,
+            metrics_port,
             free_ports,
             params,
         } => {
             let ports = if free_ports {
                 Ports::free(&host, &rpc_host, validators)?
             } else {
-                Ports::sequential(&host, &rpc_host, validators, p2p_port, rpc_port)
+                Ports::sequential(
+                    &host,
+                    &rpc_host,
+                    validators,
+                    p2p_port,
+                    rpc_port,
+                    metrics_port,
+                )
             };
             let (genesis, nodes) =
                 homes::testnet(validators, chain_id, params.params(), &out, &ports)?;
@@ -521,12 +545,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let host = "127.0.0.1";
             let ports = match rpc_port {
                 Some(base) => {
-                    let p2p = homes::free_ports(host, validators)?;
+                    let mut p2p = homes::free_ports(host, 2 * validators)?;
+                    let metrics = p2p.split_off(validators);
                     Ports {
                         host: host.into(),
                         rpc_host: host.into(),
                         p2p,
                         rpc: (0..validators as u16).map(|i| base + i).collect(),
+                        metrics,
                     }
                 }
                 None => Ports::free(host, host, validators)?,
@@ -695,10 +721,11 @@ fn print_testnet(genesis: &Genesis, nodes: &[homes::TestnetNode]) {
     );
     for node in nodes {
         println!(
-            "  {}  validator {}  rpc {}",
+            "  {}  validator {}  rpc {}  metrics {}",
             node.home.display(),
             node.validator,
-            node.rpc
+            node.rpc,
+            node.metrics
         );
     }
 }

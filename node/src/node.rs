@@ -23,17 +23,21 @@ use crate::chain::{
     Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set, validators_hash,
 };
 use crate::config::{Config, Home};
+use crate::metrics::Metrics;
 use crate::{rpc, signing};
 
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
     pub rpc_addr: Option<SocketAddr>,
+    /// Where `GET /metrics` is served, when `[metrics] enabled`.
+    pub metrics_addr: Option<SocketAddr>,
     pub p2p_addrs: Vec<Multiaddr>,
     pub peer_id: tally_p2p::PeerId,
     pub validator: Option<Address>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     rpc: Option<jsonrpsee::server::ServerHandle>,
+    metrics_server: Option<JoinHandle<()>>,
     network: tally_p2p::Handle,
 }
 
@@ -126,9 +130,16 @@ impl Node {
             banned_identities_per_host: config.p2p.banned_identities_per_host,
             ..tally_p2p::Config::default()
         };
-        let (network, net_events) = tally_p2p::spawn(p2p_config)
-            .await
-            .context("starting the p2p network")?;
+        // Every family is registered before the registry is shared; the
+        // handles work (unread) when the endpoint is off.
+        let mut registry = tally_p2p::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let (network, net_events) = if config.metrics.enabled {
+            tally_p2p::spawn_with_metrics(p2p_config, &mut registry).await
+        } else {
+            tally_p2p::spawn(p2p_config).await
+        }
+        .context("starting the p2p network")?;
         let p2p_addrs = network.listen_addrs().await?;
         let peer_id = network.local_peer_id();
         info!(%peer_id, addrs = ?p2p_addrs, "p2p listening");
@@ -148,6 +159,7 @@ impl Node {
             committed_rx,
             tx_arrived.clone(),
             seen_txs.clone(),
+            metrics.mempool.clone(),
         );
         let chain = ChainParams {
             exec: genesis.exec_params(),
@@ -161,6 +173,7 @@ impl Node {
             blocks_tx.clone(),
             committed_tx,
             priority.clone(),
+            metrics.ledger.clone(),
         )?;
 
         let signing_path = key.as_ref().map(|_| home.signing_state_file());
@@ -232,6 +245,7 @@ impl Node {
                 tx_arrived,
                 tip,
                 priority: priority.clone(),
+                metrics: metrics.clone(),
             },
         );
 
@@ -241,6 +255,7 @@ impl Node {
             network.clone(),
             requests_rx,
             config.sync.batch_blocks,
+            metrics.network.clone(),
         );
         let syncing = Arc::new(AtomicBool::new(false));
         let client_task = sync::spawn_client(
@@ -250,6 +265,7 @@ impl Node {
             syncing.clone(),
             Duration::from_millis(config.sync.interval_ms.max(50)),
             config.sync.batch_blocks.max(1),
+            metrics.network.clone(),
         );
         let router_task = network::spawn(
             net_events,
@@ -263,6 +279,7 @@ impl Node {
                 seen: seen_txs,
                 priority: priority.clone(),
             },
+            metrics.network.clone(),
         );
 
         let (rpc_addr, rpc) = if config.rpc.enabled {
@@ -286,11 +303,12 @@ impl Node {
                     .collect(),
                 validator,
                 p2p_addrs: p2p_addrs.iter().map(ToString::to_string).collect(),
-                recovery: rpc::Recovery::new(),
+                recovery: rpc::Recovery::new(metrics.mempool.recovery_queue.clone()),
                 subscriptions: Arc::new(tokio::sync::Semaphore::new(
                     config.rpc.max_subscriptions as usize,
                 )),
                 priority,
+                metrics: metrics.rpc.clone(),
             };
             let (addr, handle) = rpc::start(&config.rpc, context).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");
@@ -299,8 +317,19 @@ impl Node {
             (None, None)
         };
 
+        let (metrics_addr, metrics_server) = if config.metrics.enabled {
+            let (addr, task) =
+                crate::metrics::server::start(config.metrics.listen, Arc::new(registry)).await?;
+            info!("metrics at http://{addr}/metrics");
+            (Some(addr), Some(task))
+        } else {
+            (None, None)
+        };
+
         Ok(Node {
             rpc_addr,
+            metrics_addr,
+            metrics_server,
             p2p_addrs,
             peer_id,
             validator,
@@ -344,6 +373,9 @@ impl Node {
     async fn stop(&mut self) {
         if let Some(rpc) = self.rpc.take() {
             let _ = rpc.stop();
+        }
+        if let Some(server) = self.metrics_server.take() {
+            server.abort();
         }
         let _ = self.network.shutdown().await;
     }

@@ -12,6 +12,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use libp2p::metrics::{Recorder, Registry};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder,
     core::ConnectedPoint,
@@ -41,6 +42,7 @@ use crate::{
     config::{load_or_create_key, quic_twin},
     ingress::Command,
     ip_limit::host_of,
+    metrics::{DirectionLabel, P2pMetrics, ReasonLabel, TopicLabel},
 };
 
 /// Period of the maintenance tick: redials, ban expiry, score checks.
@@ -92,10 +94,19 @@ struct Actor {
     discovery_soon: Option<Instant>,
     stats: Stats,
     malformed_requests: Arc<AtomicU64>,
+    /// libp2p's metrics and ours, when the node exports them.
+    libp2p_metrics: Option<libp2p::metrics::Metrics>,
+    metrics: P2pMetrics,
+    /// Direction of each connected peer's first connection (for the peers
+    /// gauge).
+    directions: HashMap<PeerId, &'static str>,
     config: Config,
 }
 
-pub(crate) async fn spawn(config: Config) -> Result<(Handle, mpsc::Receiver<Event>), Error> {
+pub(crate) async fn spawn(
+    config: Config,
+    mut registry: Option<&mut Registry>,
+) -> Result<(Handle, mpsc::Receiver<Event>), Error> {
     if config.event_capacity == 0 || config.max_inflight_requests_per_peer == 0 {
         return Err(Error::Config(
             "event_capacity and max_inflight_requests_per_peer must be positive".into(),
@@ -122,8 +133,14 @@ pub(crate) async fn spawn(config: Config) -> Result<(Handle, mpsc::Receiver<Even
         &hashes,
         &protocols,
         malformed_requests.clone(),
+        registry.as_deref_mut(),
     )?;
-    let mut swarm = build_swarm(key, behaviour, &config)?;
+    let libp2p_metrics = registry.as_deref_mut().map(libp2p::metrics::Metrics::new);
+    let metrics = registry
+        .as_deref_mut()
+        .map(P2pMetrics::register)
+        .unwrap_or_default();
+    let mut swarm = build_swarm(key, behaviour, &config, registry)?;
 
     for (_, ident) in &topic_list {
         swarm
@@ -193,6 +210,9 @@ pub(crate) async fn spawn(config: Config) -> Result<(Handle, mpsc::Receiver<Even
         discovery_soon: None,
         stats: Stats::default(),
         malformed_requests,
+        libp2p_metrics,
+        metrics,
+        directions: HashMap::new(),
         config,
     };
     tokio::spawn(actor.run());
@@ -209,6 +229,7 @@ fn build_swarm(
     key: Keypair,
     behaviour: Behaviour,
     config: &Config,
+    registry: Option<&mut Registry>,
 ) -> Result<Swarm<Behaviour>, Error> {
     let idle = config.idle_connection_timeout;
     let builder = SwarmBuilder::with_existing_identity(key)
@@ -221,11 +242,20 @@ fn build_swarm(
         .map_err(|e| Error::Transport(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
-    let swarm = builder
-        .with_behaviour(move |_| behaviour)
-        .map_err(|e| Error::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
+    // Bandwidth is counted on the transport (per protocol and direction).
+    let swarm = match registry {
+        Some(registry) => builder
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(move |_| behaviour)
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        None => builder
+            .with_behaviour(move |_| behaviour)
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
     Ok(swarm)
 }
 
@@ -362,6 +392,16 @@ impl Actor {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.libp2p_metrics {
+            metrics.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::BlockSync(event)) => self.on_sync(event),
@@ -392,6 +432,16 @@ impl Actor {
                     redial.next_dial = None;
                 }
                 if num_established.get() == 1 {
+                    let direction = if endpoint.is_dialer() {
+                        "outbound"
+                    } else {
+                        "inbound"
+                    };
+                    self.directions.insert(peer_id, direction);
+                    self.metrics
+                        .peers
+                        .get_or_create(&DirectionLabel { direction })
+                        .inc();
                     info!(peer = %peer_id, %addr, "peer connected");
                     self.queue_event(Event::PeerConnected {
                         peer: peer_id,
@@ -418,6 +468,12 @@ impl Actor {
                     None => false,
                 };
                 if num_established == 0 {
+                    if let Some(direction) = self.directions.remove(&peer_id) {
+                        self.metrics
+                            .peers
+                            .get_or_create(&DirectionLabel { direction })
+                            .dec();
+                    }
                     if was_known {
                         info!(peer = %peer_id, "peer disconnected");
                         self.queue_event(Event::PeerDisconnected { peer: peer_id });
@@ -460,6 +516,7 @@ impl Actor {
         };
         let Some(topic) = self.topics.get(&message.topic).copied() else {
             self.stats.unknown_topic_dropped += 1;
+            self.count_dropped("unknown_topic");
             debug!(peer = %propagation_source, topic = %message.topic, "gossip on unknown topic");
             self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
             return;
@@ -468,10 +525,12 @@ impl Actor {
         // its semantics rather than trusting it blindly.
         if message.data.len() > self.config.max_message_bytes {
             self.stats.oversized_dropped += 1;
+            self.count_dropped("oversized");
             warn!(peer = %propagation_source, size = message.data.len(), "oversized gossip dropped");
             self.validate(&message_id, &propagation_source, MessageAcceptance::Reject);
             return;
         }
+        let bytes = message.data.len() as u64;
         let event = Event::Message {
             topic,
             source: propagation_source,
@@ -480,8 +539,19 @@ impl Actor {
             data: message.data,
         };
         match self.events.try_send(event) {
-            Ok(()) => self.stats.messages_received += 1,
+            Ok(()) => {
+                self.stats.messages_received += 1;
+                let label = TopicLabel {
+                    topic: topic.name(),
+                };
+                self.metrics.messages_received.get_or_create(&label).inc();
+                self.metrics
+                    .bytes_received
+                    .get_or_create(&label)
+                    .inc_by(bytes);
+            }
             Err(TrySendError::Full(_)) => {
+                self.count_dropped("backpressure");
                 // Blocking here would stall every connection; gossip is
                 // redundant, so dropping one copy is the cheaper failure.
                 self.stats.gossip_dropped_backpressure += 1;
@@ -497,6 +567,13 @@ impl Actor {
                 self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
             }
         }
+    }
+
+    fn count_dropped(&self, reason: &'static str) {
+        self.metrics
+            .gossip_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     fn validate(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
@@ -533,6 +610,7 @@ impl Actor {
                 ..
             } => {
                 self.stats.outbound_request_failures += 1;
+                self.metrics.requests_failed.inc();
                 debug!(%peer, %error, "outbound request failed");
                 if let Some((peer, reply)) = self.outbound.remove(&request_id) {
                     self.release_outbound(peer);
@@ -570,6 +648,7 @@ impl Actor {
         channel: request_response::ResponseChannel<Vec<u8>>,
     ) {
         self.stats.requests_received += 1;
+        self.metrics.requests_received.inc();
         let in_flight = self.inbound_per_peer.get(&peer).copied().unwrap_or(0);
         if in_flight >= self.config.max_inflight_requests_per_peer
             || self.pending_events.len() >= MAX_PENDING_EVENTS
@@ -577,6 +656,7 @@ impl Actor {
             // Dropping the channel closes the stream: the requester sees a
             // failure at once instead of waiting for its timeout.
             self.stats.requests_refused += 1;
+            self.metrics.requests_refused.inc();
             warn!(%peer, in_flight, "inbound request refused");
             drop(channel);
             return;
@@ -740,9 +820,18 @@ impl Actor {
             });
         }
         let ident = topic.ident(self.config.chain_id, &self.config.genesis_hash);
+        let bytes = data.len() as u64;
         match self.swarm.behaviour_mut().gossipsub.publish(ident, data) {
             Ok(id) => {
                 self.stats.messages_published += 1;
+                let label = TopicLabel {
+                    topic: topic.name(),
+                };
+                self.metrics.messages_published.get_or_create(&label).inc();
+                self.metrics
+                    .bytes_published
+                    .get_or_create(&label)
+                    .inc_by(bytes);
                 Ok(id)
             }
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(Error::NoPeers),
@@ -771,6 +860,7 @@ impl Actor {
             return;
         }
         *self.outbound_per_peer.entry(peer).or_default() += 1;
+        self.metrics.requests_sent.inc();
         let id = self
             .swarm
             .behaviour_mut()
@@ -803,6 +893,9 @@ impl Actor {
         warn!(%peer, ?duration, "banning peer");
         let until = Instant::now() + duration;
         let already = self.bans.insert(peer, until).is_some();
+        if !already {
+            self.metrics.peers_banned.inc();
+        }
         // Identities are free: count the ban against the hosts it came from
         // too (each host once), so a host that keeps coming back with new
         // ones is refused as a whole (`banned_identities_per_host`).

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use libp2p::metrics::Registry;
 use libp2p::{
     StreamProtocol, allow_block_list, connection_limits,
     gossipsub::{self, MessageAuthenticity, TopicHash, ValidationMode},
@@ -68,6 +69,7 @@ pub(crate) fn build(
     topics: &[TopicHash],
     protocols: &Protocols,
     malformed_requests: Arc<AtomicU64>,
+    registry: Option<&mut Registry>,
 ) -> Result<Behaviour, Error> {
     let local = key.public().to_peer_id();
 
@@ -107,6 +109,14 @@ pub(crate) fn build(
         gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
             .map_err(|e| Error::Config(format!("gossipsub: {e}")))?;
     let (params, thresholds) = score_params(topics);
+    if let Some(registry) = registry {
+        let mut metrics = gossipsub::MetricsConfig::default();
+        metrics.buckets_using_scoring_thresholds(&thresholds);
+        gossipsub = gossipsub.with_metrics(
+            registry.sub_registry_with_prefix("libp2p_gossipsub"),
+            metrics,
+        );
+    }
     gossipsub
         .with_peer_score(params, thresholds)
         .map_err(|e| Error::Config(format!("gossipsub scoring: {e}")))?;

@@ -21,13 +21,14 @@ mod config;
 mod error;
 mod ingress;
 mod ip_limit;
+mod metrics;
 mod topic;
 
 pub use config::{Config, load_or_create_key};
 pub use error::{Error, RequestError};
 pub use ingress::{Event, Handle, PeerInfo, RequestId, Stats, Verdict};
 pub use ip_limit::ip_of;
-pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair};
+pub use libp2p::{Multiaddr, PeerId, gossipsub::MessageId, identity::Keypair, metrics::Registry};
 pub use topic::Topic;
 
 /// Starts the network actor.
@@ -36,5 +37,15 @@ pub use topic::Topic;
 /// [`Handle::listen_addrs`] already reports the real ports when `tcp/0` was
 /// asked for. Must be called inside a tokio runtime.
 pub async fn spawn(config: Config) -> Result<(Handle, tokio::sync::mpsc::Receiver<Event>), Error> {
-    actor::spawn(config).await
+    actor::spawn(config, None).await
+}
+
+/// [`spawn`], registering libp2p's metrics (`libp2p_*`: swarm, identify,
+/// ping, Kademlia, gossipsub internals, bandwidth) and the network's own
+/// (`tally_p2p_*`) in `registry`.
+pub async fn spawn_with_metrics(
+    config: Config,
+    registry: &mut Registry,
+) -> Result<(Handle, tokio::sync::mpsc::Receiver<Event>), Error> {
+    actor::spawn(config, Some(registry)).await
 }

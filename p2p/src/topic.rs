@@ -12,7 +12,7 @@ pub enum Topic {
 impl Topic {
     pub const ALL: [Topic; 2] = [Topic::Txs, Topic::Consensus];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Topic::Txs => "txs",
             Topic::Consensus => "consensus",

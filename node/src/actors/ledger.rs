@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tally_consensus::{ValidatorSet, verify_certificate};
 use tally_ledger::{
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::actors::priority::Priority;
 use crate::chain::{Secp256k1, commit_to_certificate};
+use crate::metrics::LedgerMetrics;
 use crate::{now_ms, par_map};
 
 /// How far ahead of our clock a proposed block's time may be: the bound on
@@ -200,6 +202,7 @@ pub fn spawn(
     blocks: broadcast::Sender<Arc<NewBlock>>,
     mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
     priority: Arc<Priority>,
+    metrics: LedgerMetrics,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
@@ -216,6 +219,8 @@ pub fn spawn(
         blocks,
         mempool_committed,
         priority,
+        metrics,
+        store_measured: None,
     };
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -242,6 +247,9 @@ struct Actor {
     mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
     /// Building, verifying and committing blocks come before admission.
     priority: Arc<Priority>,
+    metrics: LedgerMetrics,
+    /// When the store's size on disk was last measured.
+    store_measured: Option<Instant>,
 }
 
 impl Actor {
@@ -323,12 +331,16 @@ impl Actor {
             validators_hash: self.params.validators_hash,
             last_commit,
         };
+        let started = Instant::now();
         let (executed, skipped) = build_block(
             &self.store,
             &self.params.exec,
             proposal,
             candidates.iter().map(|tx| tx.as_ref()),
         )?;
+        self.metrics
+            .execution
+            .observe(started.elapsed().as_secs_f64());
         let block = executed.block.clone();
         self.executed.insert(block.hash(), executed);
         Ok((block, skipped.into_iter().map(|(hash, _)| hash).collect()))
@@ -437,7 +449,12 @@ impl Actor {
                 _ => signed.clone().verify().map(Arc::new),
             }
         };
-        Ok(verify_block(&self.store, &self.params.exec, block, take)?)
+        let started = Instant::now();
+        let executed = verify_block(&self.store, &self.params.exec, block, take)?;
+        self.metrics
+            .execution
+            .observe(started.elapsed().as_secs_f64());
+        Ok(executed)
     }
 
     fn commit_decided(&mut self, hash: Hash, commit: Commit) -> Result<ChainTip, LedgerError> {
@@ -503,6 +520,22 @@ impl Actor {
         self.commit(executed, &commit)
     }
 
+    /// The store's size on disk, at most every ten seconds (a walk of its
+    /// directory: a few hundred files).
+    fn measure_store(&mut self) {
+        if self
+            .store_measured
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.store_measured = Some(Instant::now());
+        let bytes = dir_size(self.store.path());
+        self.metrics
+            .store_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     fn commit(
         &mut self,
         mut executed: ExecutedBlock,
@@ -512,7 +545,16 @@ impl Actor {
         // The store writes the hashes (indexes) but not the senders.
         let tx_hashes = Arc::new(executed.tx_hashes.clone());
         let senders = std::mem::take(&mut executed.senders);
+        let bytes = borsh::object_length(&executed.block).unwrap_or(0);
+        let started = Instant::now();
         let tip = self.store.commit_with(executed, Some(commit))?;
+        let m = &self.metrics;
+        m.commit.observe(started.elapsed().as_secs_f64());
+        m.blocks_committed.inc();
+        m.txs_committed.inc_by(tx_hashes.len() as u64);
+        m.block_txs.observe(tx_hashes.len() as f64);
+        m.block_bytes.observe(bytes as f64);
+        self.measure_store();
         self.executed.clear();
         self.last_time = time;
         info!(
@@ -538,4 +580,19 @@ impl Actor {
         }));
         Ok(tip)
     }
+}
+
+/// Bytes of the files under `dir` (what cannot be read counts as nothing).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tally_ledger::{
     AddError, Address, DropReason, Hash, Journal, Mempool, MempoolError, PoolStats,
-    SignedTransaction, Store, VerifiedTransaction,
+    SignedTransaction, Store, TxError, VerifiedTransaction,
 };
 use tally_p2p::Topic;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::actors::network::SeenTxs;
 use crate::config::MempoolSection;
+use crate::metrics::{KindLabel, MempoolMetrics, ReasonLabel};
 use crate::now_ms;
 use crate::wire::{TxBatch, encode};
 
@@ -213,6 +214,7 @@ pub fn spawn(
     committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
     tx_arrived: Arc<Notify>,
     seen: Arc<SeenTxs>,
+    metrics: MempoolMetrics,
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
     let actor = Actor {
@@ -232,6 +234,7 @@ pub fn spawn(
         local: HashSet::new(),
         regossip: Vec::new(),
         compact_after: None,
+        metrics,
     };
     let task = tokio::spawn(async move {
         let mut actor = actor;
@@ -263,6 +266,7 @@ struct Actor {
     regossip: Vec<Hash>,
     /// After a failed compaction, not before this.
     compact_after: Option<Instant>,
+    metrics: MempoolMetrics,
 }
 
 /// The journal is compacted when it holds this many more entries than it
@@ -333,6 +337,7 @@ impl Actor {
                     .into_iter()
                     .map(|tx| self.pool.add(tx, self.store.as_ref(), now))
                     .collect();
+                self.observe_admission(&results, local);
                 let admitted = results.iter().filter_map(|r| r.as_ref().ok().copied());
                 self.seen.insert_all(admitted.clone());
                 if local {
@@ -380,12 +385,38 @@ impl Actor {
         Ok(())
     }
 
+    fn observe_admission(&self, results: &[Result<Hash, AddError>], local: bool) {
+        let kind = if local { "local" } else { "gossip" };
+        for result in results {
+            match result {
+                Ok(_) => self
+                    .metrics
+                    .admitted
+                    .get_or_create(&KindLabel { kind })
+                    .inc(),
+                Err(e) => self
+                    .metrics
+                    .refused
+                    .get_or_create(&ReasonLabel {
+                        reason: refusal_label(e),
+                    })
+                    .inc(),
+            };
+        }
+    }
+
     /// Queues what became executable for gossip (waking the block builder)
     /// and records what was dropped (in the journal too, for local ones).
     async fn drain(&mut self) -> anyhow::Result<()> {
         let events = self.pool.take_events();
         let mut journaled = false;
         for (hash, reason) in events.dropped {
+            self.metrics
+                .dropped
+                .get_or_create(&ReasonLabel {
+                    reason: drop_reason_label(reason),
+                })
+                .inc();
             let local = self.local.remove(&hash);
             self.dropped.record(hash, reason, local);
             if let (true, Some(journal)) = (local, &mut self.journal) {
@@ -398,6 +429,10 @@ impl Actor {
         if journaled {
             self.flush_journal()?;
         }
+        let stats = self.pool.stats();
+        self.metrics.executable.set(stats.executable as i64);
+        self.metrics.queued.set(stats.queued as i64);
+        self.metrics.bytes.set(stats.bytes as i64);
         // Not what left again in the same step (evicted, replaced), and
         // each once.
         let mut announced = HashSet::new();
@@ -634,5 +669,38 @@ impl Actor {
             "gossiped the transactions replayed from the journal"
         );
         self.regossip.clear();
+    }
+}
+
+/// A short, stable name for why a transaction was refused (a metric label).
+fn refusal_label(e: &AddError) -> &'static str {
+    match e {
+        AddError::Rejected(MempoolError::Invalid(tx)) => match tx {
+            TxError::NonceTooLow { .. } => "nonce_too_low",
+            TxError::NonceGap { .. } => "nonce_gap",
+            TxError::FeeTooLow { .. } => "fee_too_low",
+            TxError::InsufficientBalance { .. } => "insufficient_balance",
+            TxError::BadSignature(_) => "bad_signature",
+            TxError::WrongChainId { .. } => "wrong_chain",
+            _ => "malformed",
+        },
+        AddError::Rejected(MempoolError::AlreadyKnown(_)) => "already_known",
+        AddError::Rejected(MempoolError::ReplacementUnderpriced { .. }) => "underpriced",
+        AddError::Rejected(MempoolError::QueueFull { .. }) => "queue_full",
+        AddError::Rejected(MempoolError::NonceTooFarAhead { .. }) => "nonce_too_far",
+        AddError::Rejected(MempoolError::Full { .. }) => "full",
+        AddError::Store(_) => "store_error",
+    }
+}
+
+fn drop_reason_label(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::Replaced => "replaced",
+        DropReason::Evicted => "evicted",
+        DropReason::Expired => "expired",
+        DropReason::NonceUsed => "nonce_used",
+        DropReason::Unpayable => "unpayable",
+        DropReason::Invalid => "invalid",
+        DropReason::Orphaned => "orphaned",
     }
 }

@@ -32,6 +32,7 @@ use crate::actors::consensus::Inbound;
 use crate::actors::mempool::MempoolHandle;
 use crate::actors::priority::Priority;
 use crate::actors::sync::ServeRequest;
+use crate::metrics::NetworkMetrics;
 use crate::wire::{ConsensusEnvelope, decode};
 
 /// Most transactions in one gossiped batch.
@@ -192,6 +193,7 @@ pub fn spawn(
     mempool: MempoolHandle,
     requests: mpsc::Sender<ServeRequest>,
     rules: TxRules,
+    metrics: NetworkMetrics,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     // Batches being verified at once: enough to keep every core busy.
     let verifying = Arc::new(Semaphore::new(
@@ -231,6 +233,7 @@ pub fn spawn(
                         }
                     };
                     consensus.queued.fetch_sub(bytes, Ordering::Relaxed);
+                    metrics.verdict("consensus", verdict);
                     let _ = network.report(id, source, verdict).await;
                 }
                 Event::Message {
@@ -243,15 +246,17 @@ pub fn spawn(
                     let permit = match verifying.clone().try_acquire_owned() {
                         Ok(permit) if budgets.has_budget(source) => permit,
                         _ => {
+                            metrics.verdict("txs", Verdict::Ignore);
                             let _ = network.report(id, source, Verdict::Ignore).await;
                             continue;
                         }
                     };
-                    let (network, mempool, rules, budgets) = (
+                    let (network, mempool, rules, budgets, metrics) = (
                         network.clone(),
                         mempool.clone(),
                         rules.clone(),
                         budgets.clone(),
+                        metrics.clone(),
                     );
                     tokio::spawn(async move {
                         // A panic while checking counts as a fault.
@@ -287,6 +292,7 @@ pub fn spawn(
                         } else {
                             Verdict::Ignore
                         };
+                        metrics.verdict("txs", verdict);
                         let _ = network.report(id, source, verdict).await;
                     });
                 }

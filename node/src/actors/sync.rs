@@ -32,6 +32,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::actors::ledger::{LedgerError, LedgerHandle};
+use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
 
 /// How long a peer that served invalid blocks stays banned.
@@ -69,11 +70,13 @@ pub fn spawn_server(
     network: tally_p2p::Handle,
     mut requests: mpsc::Receiver<ServeRequest>,
     max_blocks: u64,
+    metrics: NetworkMetrics,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(SERVE_CONCURRENCY));
         let per_peer = Arc::new(std::sync::Mutex::new(HashMap::<PeerId, usize>::new()));
         while let Some(ServeRequest { peer, id, data }) = requests.recv().await {
+            metrics.sync_requests_served.inc();
             // A height request is one read: answered at once, never queued
             // behind block reads.
             if matches!(decode::<SyncRequest>(&data), Ok(SyncRequest::Status)) {
@@ -230,6 +233,7 @@ pub fn spawn_client(
     syncing: Arc<AtomicBool>,
     interval: Duration,
     batch: u64,
+    metrics: NetworkMetrics,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -258,6 +262,7 @@ pub fn spawn_client(
                 .collect();
             next_peer = next_peer.wrapping_add(1);
             let status = encode(&SyncRequest::Status);
+            metrics.sync_requests_made.inc_by(asked.len() as u64);
             let answers = futures::future::join_all(
                 asked
                     .iter()
@@ -274,23 +279,35 @@ pub fn spawn_client(
             // Of the peers ahead, the most modest claim: an inflated one
             // never wins over an honest peer's.
             let mut best: Option<(u64, PeerId)> = None;
+            let mut highest = ours;
             for (peer, answer) in asked.iter().zip(answers) {
                 let height = match answer.map(|bytes| decode::<SyncResponse>(&bytes)) {
                     Ok(Ok(SyncResponse::Status { height, .. })) => height,
                     _ => continue,
                 };
+                highest = highest.max(height);
                 if height >= ours.saturating_add(behind_by) && best.is_none_or(|(h, _)| height < h)
                 {
                     best = Some((height, *peer));
                 }
             }
+            // A claim, not a fact (a peer may inflate it); block sync
+            // itself trusts only certificates.
+            metrics
+                .sync_lag
+                .set(i64::try_from(highest - ours).unwrap_or(i64::MAX));
             let Some((their_height, peer)) = best else {
                 syncing.store(false, Ordering::Relaxed);
                 continue;
             };
             syncing.store(true, Ordering::Relaxed);
             info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
-            match fetch(&store, &network, &ledger, peer, their_height, batch).await? {
+            let fetched = fetch(&store, &network, &ledger, peer, their_height, batch).await?;
+            let now = store.tip()?.height;
+            metrics
+                .sync_blocks_received
+                .inc_by(now.saturating_sub(ours));
+            match fetched {
                 Fetched::Progress => strikes.forget(&peer),
                 Fetched::Unbacked(why) => {
                     let count = strikes.add(peer);

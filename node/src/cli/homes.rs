@@ -41,33 +41,47 @@ pub struct Ports {
     pub rpc_host: String,
     pub p2p: Vec<u16>,
     pub rpc: Vec<u16>,
+    /// Prometheus metrics (on `rpc_host`, as private as the RPC).
+    pub metrics: Vec<u16>,
 }
 
 impl Ports {
-    /// `base`, `base + 1`, ... for p2p and `rpc_base`, ... for JSON-RPC.
-    pub fn sequential(host: &str, rpc_host: &str, n: usize, p2p_base: u16, rpc_base: u16) -> Ports {
+    /// `base`, `base + 1`, ... for p2p, `rpc_base`, ... for JSON-RPC and
+    /// `metrics_base`, ... for metrics.
+    pub fn sequential(
+        host: &str,
+        rpc_host: &str,
+        n: usize,
+        p2p_base: u16,
+        rpc_base: u16,
+        metrics_base: u16,
+    ) -> Ports {
+        let run = |base: u16| (0..n as u16).map(|i| base + i).collect();
         Ports {
             host: host.into(),
             rpc_host: rpc_host.into(),
-            p2p: (0..n as u16).map(|i| p2p_base + i).collect(),
-            rpc: (0..n as u16).map(|i| rpc_base + i).collect(),
+            p2p: run(p2p_base),
+            rpc: run(rpc_base),
+            metrics: run(metrics_base),
         }
     }
 
     /// Ports free right now.
     pub fn free(host: &str, rpc_host: &str, n: usize) -> anyhow::Result<Ports> {
-        let (p2p, rpc) = if host == rpc_host {
-            let mut ports = free_ports(host, 2 * n)?;
+        let (p2p, mut rpc) = if host == rpc_host {
+            let mut ports = free_ports(host, 3 * n)?;
             let rpc = ports.split_off(n);
             (ports, rpc)
         } else {
-            (free_ports(host, n)?, free_ports(rpc_host, n)?)
+            (free_ports(host, n)?, free_ports(rpc_host, 2 * n)?)
         };
+        let metrics = rpc.split_off(n);
         Ok(Ports {
             host: host.into(),
             rpc_host: rpc_host.into(),
             p2p,
             rpc,
+            metrics,
         })
     }
 }
@@ -78,6 +92,7 @@ pub struct TestnetNode {
     pub home: PathBuf,
     pub peer_id: PeerId,
     pub rpc: String,
+    pub metrics: String,
     pub validator: tally_ledger::Address,
 }
 
@@ -110,11 +125,16 @@ pub fn testnet(
         config.rpc.listen = format!("{rpc_host}:{}", ports.rpc[i])
             .parse()
             .with_context(|| format!("bad RPC host {rpc_host:?}"))?;
+        config.metrics.enabled = true;
+        config.metrics.listen = format!("{rpc_host}:{}", ports.metrics[i])
+            .parse()
+            .with_context(|| format!("bad RPC host {rpc_host:?}"))?;
         config.save_new(&home.config_file())?;
         nodes.push(TestnetNode {
             home: home.root.clone(),
             peer_id: peer_ids[i],
             rpc: format!("http://{rpc_host}:{}", ports.rpc[i]),
+            metrics: format!("http://{rpc_host}:{}/metrics", ports.metrics[i]),
             validator: generated.validator_keys[i].address(),
         });
     }

@@ -26,8 +26,11 @@ use crate::actors::ledger::NewBlock;
 use crate::actors::mempool::{MempoolHandle, PoolStatus};
 use crate::actors::priority::Priority;
 use crate::config::RpcConfig;
+use crate::metrics::RpcMetrics;
 use crate::par_map;
+use prometheus_client::metrics::gauge::Gauge;
 
+mod metered;
 pub mod server;
 
 /// Most transactions in one `tally_sendRawTransactions` call.
@@ -56,6 +59,7 @@ pub struct RpcContext {
     pub subscriptions: Arc<Semaphore>,
     /// Recovery steps aside while consensus works.
     pub priority: Arc<Priority>,
+    pub metrics: RpcMetrics,
 }
 
 /// Starts the server; it runs until the handle is stopped.
@@ -63,7 +67,8 @@ pub async fn start(
     config: &RpcConfig,
     context: RpcContext,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    server::start(config, context.into_rpc()).await
+    let metrics = context.metrics.clone();
+    server::start(config, context.into_rpc(), metrics).await
 }
 
 /// An error of the node's own (a store read failed, an actor stopped): the
@@ -144,6 +149,8 @@ fn summary(block: &NewBlock) -> BlockSummary {
 pub struct Recovery {
     running: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
+    /// `waiting`, for the metrics.
+    queue: Gauge,
 }
 
 /// Submissions that may wait for a recovery job.
@@ -152,11 +159,12 @@ const MAX_WAITING: usize = 64;
 impl Recovery {
     /// As many jobs as cores (a batch's job spreads over the cores itself,
     /// so a burst of batches can use twice as many threads as cores).
-    pub fn new() -> Recovery {
+    pub fn new(queue: Gauge) -> Recovery {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Recovery {
             running: Arc::new(Semaphore::new(cores)),
             waiting: Arc::new(AtomicUsize::new(0)),
+            queue,
         }
     }
 
@@ -168,14 +176,17 @@ impl Recovery {
             Ok(permit) => permit,
             Err(_) => {
                 // Counted while waiting, also when the caller goes away.
-                struct Waiting<'a>(&'a AtomicUsize);
+                struct Waiting<'a>(&'a AtomicUsize, &'a Gauge);
                 impl Drop for Waiting<'_> {
                     fn drop(&mut self) {
-                        self.0.fetch_sub(1, Ordering::Relaxed);
+                        let left = self.0.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+                        self.1.set(left as i64);
                     }
                 }
-                let waiting = Waiting(&self.waiting);
-                if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+                let waiting = Waiting(&self.waiting, &self.queue);
+                let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
+                self.queue.set(ahead as i64 + 1);
+                if ahead >= MAX_WAITING {
                     return Err(error(
                         codes::BUSY,
                         "busy: the node is checking as many submissions as it queues; retry shortly",
@@ -198,12 +209,6 @@ impl Recovery {
         })
         .await
         .map_err(internal)
-    }
-}
-
-impl Default for Recovery {
-    fn default() -> Self {
-        Recovery::new()
     }
 }
 
@@ -604,7 +609,7 @@ impl RpcContext {
     async fn accept(
         &self,
         pending: PendingSubscriptionSink,
-    ) -> Result<Option<(SubscriptionSink, OwnedSemaphorePermit)>, SubscriptionError> {
+    ) -> Result<Option<(SubscriptionSink, SubscriptionSlot)>, SubscriptionError> {
         let Ok(slot) = self.subscriptions.clone().try_acquire_owned() else {
             pending
                 .reject(error(
@@ -614,7 +619,28 @@ impl RpcContext {
                 .await;
             return Ok(None);
         };
-        Ok(Some((pending.accept().await?, slot)))
+        let sink = pending.accept().await?;
+        self.metrics.subscriptions.inc();
+        Ok(Some((
+            sink,
+            SubscriptionSlot {
+                _permit: slot,
+                open: self.metrics.subscriptions.clone(),
+            },
+        )))
+    }
+}
+
+/// A subscription's place among `rpc.max_subscriptions`, counted in the
+/// metrics until it ends.
+struct SubscriptionSlot {
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.open.dec();
     }
 }
 

@@ -18,10 +18,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::server::middleware::http::HostFilterLayer;
 use jsonrpsee::server::{Methods, Server, ServerHandle, stop_channel};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,7 +34,9 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::debug;
 
+use super::metered::Metered;
 use crate::config::RpcConfig;
+use crate::metrics::RpcMetrics;
 
 fn ms(ms: u64) -> Duration {
     Duration::from_millis(ms)
@@ -41,7 +47,16 @@ fn ms(ms: u64) -> Duration {
 pub async fn start(
     config: &RpcConfig,
     methods: impl Into<Methods>,
+    metrics: RpcMetrics,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let methods: Methods = methods.into();
+    let known: Arc<HashSet<&'static str>> = Arc::new(methods.method_names().collect());
+    let metered = metrics.clone();
+    let rpc = RpcServiceBuilder::new().layer_fn(move |service| Metered {
+        service,
+        metrics: metered.clone(),
+        known: known.clone(),
+    });
     let http = tower::ServiceBuilder::new()
         .option_layer(host_filter(&config.allowed_hosts)?)
         .option_layer(cors_layer(&config.cors_allowed_origins)?)
@@ -51,12 +66,12 @@ pub async fn start(
     let service = Server::builder()
         .set_config(tally_rpc::server_config(config))
         .set_http_middleware(http)
+        .set_rpc_middleware(rpc)
         .to_service_builder();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for JSON-RPC on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let methods: Methods = methods.into();
     let (stop, handle) = stop_channel();
     let slots = Arc::new(Semaphore::new(config.max_connections as usize));
     let header_timeout = ms(config.header_read_timeout_ms.max(1));
@@ -81,7 +96,7 @@ pub async fn start(
             let _ = socket.set_nodelay(true);
             // The slot lives with the socket, also after a WebSocket upgrade
             // (hyper's connection future ends at the upgrade).
-            let socket = Slotted::new(socket, slot, header_timeout);
+            let socket = Slotted::new(socket, slot, header_timeout, metrics.connections.clone());
             let service =
                 TowerToHyperService::new(service.clone().build(methods.clone(), stop.clone()));
             let stop = stop.clone();
@@ -108,20 +123,35 @@ pub async fn start(
     Ok((addr, handle))
 }
 
+impl Drop for Slotted {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 /// A connection's socket with its slot, failing writes that make no
 /// progress for `write_timeout` (a client that does not read).
 struct Slotted {
     socket: TcpStream,
     _slot: OwnedSemaphorePermit,
+    /// Open connections (this one counted until it is dropped).
+    open: Gauge,
     write_timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Slotted {
-    fn new(socket: TcpStream, slot: OwnedSemaphorePermit, write_timeout: Duration) -> Slotted {
+    fn new(
+        socket: TcpStream,
+        slot: OwnedSemaphorePermit,
+        write_timeout: Duration,
+        open: Gauge,
+    ) -> Slotted {
+        open.inc();
         Slotted {
             socket,
             _slot: slot,
+            open,
             write_timeout,
             stalled: None,
         }

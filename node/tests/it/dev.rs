@@ -24,12 +24,7 @@ fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (i32, String) {
 async fn dev_chain_commits_transfers_and_rejects_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
-    let node = NodeProc::spawn(
-        "dev",
-        &home,
-        "dev",
-        &["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"],
-    );
+    let node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
     let url = node.rpc_url().await;
     let rpc = client(&url);
     wait_height(&rpc, 1, Duration::from_secs(30)).await;

@@ -173,14 +173,26 @@ impl NodeProc {
     /// The JSON-RPC URL the running process printed ("JSON-RPC listening on
     /// http://...").
     pub async fn rpc_url(&self) -> String {
+        self.printed_url("RPC address", "JSON-RPC listening on ")
+            .await
+    }
+
+    /// The metrics URL the running process printed ("metrics at
+    /// http://.../metrics").
+    pub async fn metrics_url(&self) -> String {
+        self.printed_url("metrics address", "metrics at ").await
+    }
+
+    /// The first word after `marker` in this run's log, once it is there.
+    async fn printed_url(&self, what: &str, marker: &str) -> String {
         wait_for(
-            &format!("{}'s RPC address", self.name),
+            &format!("{}'s {what}", self.name),
             Duration::from_secs(60),
             || async {
                 let text = self.log_text();
                 let text = text.get(self.log_start..)?;
-                let start = text.find("JSON-RPC listening on http://")?;
-                let rest = &text[start + "JSON-RPC listening on ".len()..];
+                let start = text.find(&format!("{marker}http://"))?;
+                let rest = &text[start + marker.len()..];
                 Some(rest.split_whitespace().next()?.to_string())
             },
         )
@@ -201,6 +213,16 @@ impl Drop for NodeProc {
         }
     }
 }
+
+/// `tally dev` as the tests run it: every port picked free, 50 ms blocks.
+pub const DEV_ARGS: &[&str] = &[
+    "--rpc-listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+    "--block-interval-ms",
+    "50",
+];
 
 pub fn client(url: &str) -> HttpClient {
     HttpClientBuilder::default()
@@ -407,4 +429,84 @@ pub async fn committed(client: &HttpClient, hashes: &[Hash]) -> BTreeMap<Hash, T
         }
     }
     out
+}
+
+/// One scrape of a node's `/metrics`: each series (`name{labels}`) with
+/// its value, parsed from the OpenMetrics text.
+#[derive(Debug, Default)]
+pub struct Scrape(
+    pub std::collections::BTreeMap<String, f64>,
+    /// Every metric family named by a `# TYPE` line.
+    pub Vec<String>,
+);
+
+impl Scrape {
+    /// The value of one series, e.g. `tally_mempool_admitted_total{kind="local"}`
+    /// (0 if absent: a counter not touched yet).
+    pub fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// The sum over every label set of metric `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.split('{').next() == Some(name))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Whether any series of `name` (any suffix) is exported.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.keys().any(|k| k.starts_with(name))
+    }
+}
+
+/// GETs `url` (`http://host:port/metrics`) and parses the text format.
+pub fn scrape(url: &str) -> Scrape {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (addr, path) = rest.split_once('/').expect("a path");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(
+        body.trim_end().ends_with("# EOF"),
+        "an OpenMetrics body ends with # EOF"
+    );
+    let families = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let mut series = std::collections::BTreeMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (key, value) = line.rsplit_once(' ').expect("series and value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("a number in {line:?}")),
+        };
+        series.insert(key.to_string(), value);
+    }
+    Scrape(series, families)
 }

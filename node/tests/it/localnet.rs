@@ -13,8 +13,8 @@ use tally_node::config::{Config, Home};
 use tally_rpc::{TallyApiClient, TxStatusInfo};
 
 use crate::harness::{
-    Load, NodeProc, assert_agreement, client, committed, hashes, height, rpc_url, run, wait_for,
-    wait_height,
+    Load, NodeProc, assert_agreement, client, committed, hashes, height, rpc_url, run, scrape,
+    wait_for, wait_height,
 };
 
 const N: usize = 4;
@@ -56,6 +56,25 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
     let load = Load::start(urls.clone(), chain_id);
     wait_height(&clients[0], 12, LONG).await;
     assert_agreement(&clients).await;
+
+    // Every node's metrics see the network: three peers, votes and
+    // consensus gossip accepted, transfers arriving by gossip somewhere,
+    // bytes on the wire.
+    let mut gossiped = 0.0;
+    for node in &nodes {
+        let m = scrape(&node.metrics_url().await);
+        assert_eq!(m.sum("tally_p2p_peers"), 3.0, "{}: peers", node.name);
+        assert!(m.get("tally_consensus_votes_total{kind=\"prevote\"}") > 0.0);
+        assert!(m.get("tally_consensus_votes_total{kind=\"precommit\"}") > 0.0);
+        assert!(
+            m.get("tally_p2p_gossip_verdicts_total{topic=\"consensus\",verdict=\"accept\"}") > 0.0
+        );
+        assert!(m.sum("tally_p2p_messages_received_total") > 0.0);
+        assert!(m.sum("libp2p_bandwidth_bytes_total") > 0.0);
+        assert_eq!(m.get("tally_consensus_validators"), 4.0);
+        gossiped += m.get("tally_mempool_admitted_total{kind=\"gossip\"}");
+    }
+    assert!(gossiped > 0.0, "no transfer arrived by gossip at any node");
 
     // kill -9 one validator: the other three keep committing.
     nodes[3].kill9();

@@ -7,5 +7,6 @@ mod harness;
 mod hostile;
 mod inprocess;
 mod localnet;
+mod metrics;
 mod overload;
 mod rpc;

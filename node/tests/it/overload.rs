@@ -34,8 +34,7 @@ fn paying(
 async fn gapped_transactions_cannot_lock_a_dev_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
-    let args = ["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"];
-    let mut node = NodeProc::spawn("dev", &home, "dev", &args);
+    let mut node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
     wait_height(&client(&node.rpc_url().await), 1, Duration::from_secs(30)).await;
     // A small pool, so that filling it takes a second: at most 2,000
     // transactions, 500 of them behind nonce gaps, 16 per sender.
@@ -177,8 +176,7 @@ async fn gapped_transactions_cannot_lock_a_dev_chain() {
 async fn accepted_transfers_survive_kill9_in_the_journal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
-    let args = ["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"];
-    let mut node = NodeProc::spawn("dev", &home, "dev", &args);
+    let mut node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
     let rpc = client(&node.rpc_url().await);
     wait_height(&rpc, 1, Duration::from_secs(30)).await;
     let chain_id = rpc.status().await.expect("status").chain_id;
@@ -277,8 +275,7 @@ async fn twice_the_capacity_strands_nothing_and_a_newcomer_still_commits() {
     let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
-    let args = ["--rpc-listen", "127.0.0.1:0", "--block-interval-ms", "50"];
-    let node = NodeProc::spawn("dev", &home, "dev", &args);
+    let node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
     let url = node.rpc_url().await;
     wait_height(&client(&url), 1, Duration::from_secs(30)).await;
     let out = dir.path().join("bench.json");

@@ -26,7 +26,8 @@ use self::progress::Progress;
 use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
 use crate::actors::mempool::MempoolHandle;
 use crate::actors::priority::Priority;
-use crate::chain::{Consensus, Secp256k1, certificate_to_commit, validator_set_at};
+use crate::chain::{Certificate, Consensus, Secp256k1, certificate_to_commit, validator_set_at};
+use crate::metrics::{KindLabel, OutcomeLabel, ValidatorLabel};
 use crate::now_ms;
 use crate::signing;
 use crate::wire::{ConsensusEnvelope, ConsensusMessage, encode};
@@ -117,6 +118,7 @@ pub struct Parts {
     pub tip: ChainTip,
     /// Marked busy while the driver works, so admission steps aside.
     pub priority: Arc<Priority>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
@@ -141,6 +143,8 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         tx_arrived: parts.tx_arrived,
         inbox_bytes: parts.inbox_bytes,
         priority: parts.priority,
+        metrics: parts.metrics,
+        last_decided: None,
     };
     tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
 }
@@ -172,6 +176,9 @@ struct Actor {
     tx_arrived: Arc<Notify>,
     inbox_bytes: Arc<AtomicUsize>,
     priority: Arc<Priority>,
+    metrics: crate::metrics::Metrics,
+    /// When this node last decided a height (for the block interval).
+    last_decided: Option<Instant>,
 }
 
 impl Actor {
@@ -298,6 +305,7 @@ impl Actor {
         self.height_started = Instant::now();
         self.blocks.retain_from(height);
         self.gate.start_height(height);
+        self.observe_set();
         debug!(height, "starting height");
         let actions = self.machine.handle(Event::StartHeight {
             height,
@@ -309,6 +317,33 @@ impl Actor {
     async fn on_internal(&mut self, event: Internal) -> anyhow::Result<()> {
         match event {
             Internal::Timeout(timeout) => {
+                let kind = match timeout.kind {
+                    tally_consensus::TimeoutKind::Propose => "propose",
+                    tally_consensus::TimeoutKind::Prevote => "prevote",
+                    tally_consensus::TimeoutKind::Precommit => "precommit",
+                };
+                // Counted when it drives the machine: its height and round,
+                // undecided, and (but for precommit's) its step.
+                let step = self.machine.step();
+                let live = match timeout.kind {
+                    tally_consensus::TimeoutKind::Propose => {
+                        step == Some(tally_consensus::Step::Propose)
+                    }
+                    tally_consensus::TimeoutKind::Prevote => {
+                        step == Some(tally_consensus::Step::Prevote)
+                    }
+                    tally_consensus::TimeoutKind::Precommit => true,
+                };
+                let current = Some(timeout.height) == self.machine.height()
+                    && Some(timeout.round) == self.machine.round()
+                    && self.machine.decision().is_none();
+                if current && live {
+                    self.metrics
+                        .consensus
+                        .timeouts
+                        .get_or_create(&KindLabel { kind })
+                        .inc();
+                }
                 let actions = self.machine.handle(Event::TimeoutElapsed(timeout));
                 self.apply(actions).await?;
             }
@@ -494,6 +529,7 @@ impl Actor {
 
     async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
         let verdict = self.verdict(&inbound.envelope.message);
+        self.observe_inbound(&inbound.envelope.message, verdict);
         // The network stops only when the node does.
         let _ = self
             .network
@@ -628,6 +664,7 @@ impl Actor {
                 Action::Decide(certificate) => {
                     let height = certificate.height;
                     info!(height, round = certificate.round, block = %certificate.value, "decided");
+                    self.observe_decision(&certificate);
                     self.last_progress = Instant::now();
                     let ledger = self.ledger.clone();
                     let internal = self.internal.clone();
@@ -642,6 +679,18 @@ impl Actor {
                         tally_consensus::Evidence::DuplicateVote { .. } => "two votes",
                         tally_consensus::Evidence::DuplicateProposal { .. } => "two proposals",
                     };
+                    let label = KindLabel {
+                        kind: if kind == "two votes" {
+                            "vote"
+                        } else {
+                            "proposal"
+                        },
+                    };
+                    self.metrics
+                        .consensus
+                        .equivocations
+                        .get_or_create(&label)
+                        .inc();
                     warn!(
                         offender = %evidence.offender(),
                         kind,
@@ -651,7 +700,83 @@ impl Actor {
                 }
             }
         }
+        self.observe_state();
         Ok(())
+    }
+
+    /// Height, round and step as the machine has them now.
+    fn observe_state(&self) {
+        let c = &self.metrics.consensus;
+        c.height.set(self.progress.height() as i64);
+        c.round.set(i64::from(self.machine.round().unwrap_or(0)));
+        c.step.set(match self.machine.step() {
+            Some(tally_consensus::Step::Prevote) => 1,
+            Some(tally_consensus::Step::Precommit) => 2,
+            _ => 0,
+        });
+    }
+
+    /// The validator set of the height just started.
+    fn observe_set(&self) {
+        let c = &self.metrics.consensus;
+        c.validators.set(self.set.len() as i64);
+        c.total_power
+            .set(i64::try_from(self.set.total_power()).unwrap_or(i64::MAX));
+        c.validator_power.clear();
+        for v in self.set.validators() {
+            let label = ValidatorLabel {
+                validator: v.address.to_string(),
+            };
+            c.validator_power
+                .get_or_create(&label)
+                .set(i64::try_from(v.power).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn observe_inbound(&self, message: &ConsensusMessage, verdict: Verdict) {
+        self.metrics.network.verdict("consensus", verdict);
+        let c = &self.metrics.consensus;
+        match message {
+            ConsensusMessage::Proposal { .. } => {
+                let outcome = match verdict {
+                    Verdict::Accept => "accepted",
+                    Verdict::Reject => "rejected",
+                    Verdict::Ignore => "ignored",
+                };
+                c.proposals.get_or_create(&OutcomeLabel { outcome }).inc();
+            }
+            ConsensusMessage::Vote(vote) if verdict == Verdict::Accept => {
+                let kind = match vote.message.vote_type {
+                    tally_consensus::VoteType::Prevote => "prevote",
+                    tally_consensus::VoteType::Precommit => "precommit",
+                };
+                c.votes.get_or_create(&KindLabel { kind }).inc();
+            }
+            ConsensusMessage::Vote(_) => {}
+        }
+    }
+
+    fn observe_decision(&mut self, certificate: &Certificate) {
+        let c = &self.metrics.consensus;
+        c.rounds_per_height
+            .observe(f64::from(certificate.round) + 1.0);
+        c.height_duration
+            .observe(self.height_started.elapsed().as_secs_f64());
+        let now = Instant::now();
+        if let Some(last) = self.last_decided.replace(now) {
+            c.block_interval.observe((now - last).as_secs_f64());
+        }
+        let signed: std::collections::BTreeSet<&Address> =
+            certificate.signatures.iter().map(|(a, _)| a).collect();
+        let missing: Vec<_> = self
+            .set
+            .validators()
+            .iter()
+            .filter(|v| !signed.contains(&v.address))
+            .collect();
+        c.missing_in_last_commit.set(missing.len() as i64);
+        c.missing_power_in_last_commit
+            .set(missing.iter().map(|v| v.power as i64).sum());
     }
 
     fn build(&self, height: u64, round: u32) {
