@@ -1107,13 +1107,23 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                 let existing = hs.log.vote(round, kind, &signer).cloned();
                 let sign_bytes = v.sign_bytes(self.config.chain_id);
                 if let Some(first) = existing {
-                    if !self.scheme.verify(&signer, &sign_bytes, &vote.signature) {
-                        return;
-                    }
                     let step = match kind {
                         VoteType::Prevote => 1,
                         VoteType::Precommit => 2,
                     };
+                    // Reported already and for a value that does not count:
+                    // nothing to gain from checking its signature (a replay
+                    // of junk costs no recovery).
+                    let relevant = v
+                        .value
+                        .as_ref()
+                        .is_some_and(|value| hs.log.is_relevant(round, value));
+                    if !relevant && hs.reported.contains(&(signer.clone(), round, step)) {
+                        return;
+                    }
+                    if !self.scheme.verify(&signer, &sign_bytes, &vote.signature) {
+                        return;
+                    }
                     if hs.reported.insert((signer, round, step)) {
                         out.push(Action::ReportEvidence(Evidence::DuplicateVote {
                             first,
@@ -1123,12 +1133,7 @@ impl<S: SigningScheme, V: ValueId> Consensus<S, V> {
                     // Counted for its value only if that value matters in
                     // this round, so an equivocator cannot make us store junk
                     // values.
-                    if vote
-                        .message
-                        .value
-                        .as_ref()
-                        .is_some_and(|value| hs.log.is_relevant(round, value))
-                    {
+                    if relevant {
                         hs.log.add_conflicting_vote(vote, power);
                     }
                     return;

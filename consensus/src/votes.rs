@@ -2,10 +2,11 @@
 //! prevotes and precommits with their tallies by value.
 //!
 //! Memory stays bounded against a hostile peer: a validator holds at most one
-//! prevote and one precommit per round, plus, if it equivocates, at most one
-//! second vote per round and step, kept only if its value was proposed by the
-//! proposer of a round up to the current one (see [`VoteSet`]; a further one
-//! is dropped, the evidence being reported once). Proposals of rounds up to
+//! prevote and one precommit per round, plus, if it equivocates, one further
+//! vote per round, step and value, kept only if that value matters in the
+//! round: proposed in it, or named as its POL round, by the proposer of a
+//! round up to the current one (see [`VoteSet`]; votes for other values are
+//! dropped, the evidence being reported once). Proposals of rounds up to
 //! the current one are only kept from the round's proposer. In rounds above
 //! the current one each validator may occupy at most `max_future_rounds`
 //! rounds. When it sends for a higher round than those it holds, its lowest

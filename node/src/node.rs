@@ -37,7 +37,8 @@ pub struct Node {
     pub validator: Option<Address>,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
     rpc: Option<jsonrpsee::server::ServerHandle>,
-    metrics_server: Option<JoinHandle<()>>,
+    /// The metrics server and the store-size watch.
+    metrics_tasks: Vec<JoinHandle<()>>,
     network: tally_p2p::Handle,
 }
 
@@ -317,19 +318,23 @@ impl Node {
             (None, None)
         };
 
-        let (metrics_addr, metrics_server) = if config.metrics.enabled {
-            let (addr, task) =
+        let (metrics_addr, metrics_tasks) = if config.metrics.enabled {
+            let (addr, server) =
                 crate::metrics::server::start(config.metrics.listen, Arc::new(registry)).await?;
             info!("metrics at http://{addr}/metrics");
-            (Some(addr), Some(task))
+            let watch = crate::metrics::watch_store_size(
+                home.store_dir(),
+                metrics.ledger.store_bytes.clone(),
+            );
+            (Some(addr), vec![server, watch])
         } else {
-            (None, None)
+            (None, Vec::new())
         };
 
         Ok(Node {
             rpc_addr,
             metrics_addr,
-            metrics_server,
+            metrics_tasks,
             p2p_addrs,
             peer_id,
             validator,
@@ -374,8 +379,8 @@ impl Node {
         if let Some(rpc) = self.rpc.take() {
             let _ = rpc.stop();
         }
-        if let Some(server) = self.metrics_server.take() {
-            server.abort();
+        for task in self.metrics_tasks.drain(..) {
+            task.abort();
         }
         let _ = self.network.shutdown().await;
     }

@@ -392,7 +392,16 @@ impl Actor {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        if let Some(metrics) = &self.libp2p_metrics {
+        // External address candidates come from what peers say they saw
+        // (identify), and libp2p-metrics keeps a label per protocol stack
+        // for ever: a peer could grow it without bound. Not recorded.
+        let from_peers = matches!(
+            event,
+            SwarmEvent::NewExternalAddrCandidate { .. }
+                | SwarmEvent::ExternalAddrConfirmed { .. }
+                | SwarmEvent::ExternalAddrExpired { .. }
+        );
+        if let Some(metrics) = self.libp2p_metrics.as_ref().filter(|_| !from_peers) {
             metrics.record(&event);
             match &event {
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tally_consensus::{ValidatorSet, verify_certificate};
 use tally_ledger::{
@@ -220,7 +220,6 @@ pub fn spawn(
         mempool_committed,
         priority,
         metrics,
-        store_measured: None,
     };
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -248,8 +247,6 @@ struct Actor {
     /// Building, verifying and committing blocks come before admission.
     priority: Arc<Priority>,
     metrics: LedgerMetrics,
-    /// When the store's size on disk was last measured.
-    store_measured: Option<Instant>,
 }
 
 impl Actor {
@@ -520,22 +517,6 @@ impl Actor {
         self.commit(executed, &commit)
     }
 
-    /// The store's size on disk, at most every ten seconds (a walk of its
-    /// directory: a few hundred files).
-    fn measure_store(&mut self) {
-        if self
-            .store_measured
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
-        {
-            return;
-        }
-        self.store_measured = Some(Instant::now());
-        let bytes = dir_size(self.store.path());
-        self.metrics
-            .store_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
     fn commit(
         &mut self,
         mut executed: ExecutedBlock,
@@ -554,7 +535,6 @@ impl Actor {
         m.txs_committed.inc_by(tx_hashes.len() as u64);
         m.block_txs.observe(tx_hashes.len() as f64);
         m.block_bytes.observe(bytes as f64);
-        self.measure_store();
         self.executed.clear();
         self.last_time = time;
         info!(
@@ -580,19 +560,4 @@ impl Actor {
         }));
         Ok(tip)
     }
-}
-
-/// Bytes of the files under `dir` (what cannot be read counts as nothing).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

@@ -406,3 +406,34 @@ impl Metrics {
         m
     }
 }
+
+/// Measures the store's size on disk every ten seconds, off the async
+/// workers and off the ledger's commit path (a walk of its directory).
+pub fn watch_store_size(dir: std::path::PathBuf, gauge: Gauge) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let dir = dir.clone();
+            let bytes = tokio::task::spawn_blocking(move || dir_size(&dir))
+                .await
+                .unwrap_or(0);
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    })
+}
+
+/// Bytes of the files under `dir` (what cannot be read counts as nothing).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

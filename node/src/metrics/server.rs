@@ -1,7 +1,9 @@
 //! `GET /metrics` in the OpenMetrics text format, on its own listener
 //! (`[metrics] listen`). Small on purpose: a few scrapers read it, so it
-//! holds few connections, gives each a deadline for its request head, and
-//! answers nothing but the one path.
+//! holds few connections (one beyond is closed at once), serves one request
+//! per connection within a deadline (a client that sends slowly or never
+//! reads loses its slot), encodes the registry at most once a second
+//! whatever the number of scrapes, and answers nothing but the one path.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,9 +24,35 @@ use tracing::{debug, warn};
 
 /// What Prometheus asks for and this encoder writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Scrapers served at once; more wait in the accept queue.
+/// Scrapers served at once; a connection beyond is closed.
 const MAX_CONNECTIONS: usize = 16;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole exchange, request to the last byte of the answer.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Scrapes within this of an encoding get the same text.
+const REUSE_FOR: Duration = Duration::from_secs(1);
+
+/// The last encoding and when it was made.
+#[derive(Default)]
+struct Cache {
+    text: std::sync::Mutex<Option<(std::time::Instant, Bytes)>>,
+}
+
+impl Cache {
+    fn get(&self, registry: &Registry) -> Result<Bytes, std::fmt::Error> {
+        let mut cached = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, text)) = cached.as_ref()
+            && at.elapsed() < REUSE_FOR
+        {
+            return Ok(text.clone());
+        }
+        let mut text = String::new();
+        encode(&mut text, registry)?;
+        let text = Bytes::from(text);
+        *cached = Some((std::time::Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
 
 type Body = http_body_util::Full<Bytes>;
 
@@ -39,11 +67,9 @@ pub async fn start(
         .with_context(|| format!("binding the metrics listener on {listen}"))?;
     let addr = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cache = Arc::new(Cache::default());
     let task = tokio::spawn(async move {
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -52,19 +78,25 @@ pub async fn start(
                     continue;
                 }
             };
-            let registry = registry.clone();
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                debug!(%peer, "metrics: every connection slot is taken; closing");
+                continue;
+            };
+            let (registry, cache) = (registry.clone(), cache.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let registry = registry.clone();
-                    async move { Ok::<_, Infallible>(answer(&request, &registry)) }
+                    let (registry, cache) = (registry.clone(), cache.clone());
+                    async move { Ok::<_, Infallible>(answer(&request, &registry, &cache)) }
                 });
-                let served = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = served {
-                    debug!(%peer, error = %e, "metrics connection ended");
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection ended"),
+                    Err(_) => debug!(%peer, "metrics connection over its deadline: closed"),
                 }
                 drop(slot);
             });
@@ -73,34 +105,91 @@ pub async fn start(
     Ok((addr, task))
 }
 
-fn answer(request: &Request<Incoming>, registry: &Registry) -> Response<Body> {
-    let reply = |status: StatusCode, kind: &str, body: String| {
+fn answer(request: &Request<Incoming>, registry: &Registry, cache: &Cache) -> Response<Body> {
+    let reply = |status: StatusCode, kind: &str, body: Bytes| {
         Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, kind)
-            .body(Body::new(Bytes::from(body)))
+            .body(Body::new(body))
             .unwrap_or_default()
     };
     if request.uri().path() != "/metrics" {
         return reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "Tally metrics are at /metrics\n".into(),
+            Bytes::from_static(b"Tally metrics are at /metrics\n"),
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", String::new());
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", Bytes::new());
     }
-    let mut text = String::new();
-    match encode(&mut text, registry) {
-        Ok(()) => reply(StatusCode::OK, OPENMETRICS, text),
+    match cache.get(registry) {
+        Ok(text) => reply(StatusCode::OK, OPENMETRICS, text),
         Err(e) => {
             warn!(error = %e, "could not encode the metrics");
             reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
-                String::new(),
+                Bytes::new(),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    fn get(addr: SocketAddr) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    /// Sixteen clients that never send a request hold every slot only
+    /// until the header deadline; one more is closed at once; afterwards a
+    /// scrape is served again, and one connection serves one request.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn idle_clients_cannot_keep_the_scrapers_out() {
+        let (addr, task) = start(
+            "127.0.0.1:0".parse().expect("addr"),
+            Arc::new(Registry::default()),
+        )
+        .await
+        .expect("start");
+        let answer = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .expect("join");
+        let answer = answer.expect("a scrape");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let refused = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .expect("join");
+        assert!(
+            refused.as_ref().map_or(true, |a| a.is_empty()),
+            "a 17th connection is closed unanswered: {refused:?}"
+        );
+        tokio::time::sleep(HEADER_TIMEOUT + Duration::from_secs(1)).await;
+        let answer = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .expect("join");
+        assert!(answer.expect("a scrape").starts_with("HTTP/1.1 200"));
+        drop(idle);
+        task.abort();
     }
 }

@@ -179,14 +179,13 @@ impl Recovery {
                 struct Waiting<'a>(&'a AtomicUsize, &'a Gauge);
                 impl Drop for Waiting<'_> {
                     fn drop(&mut self) {
-                        let left = self.0.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
-                        self.1.set(left as i64);
+                        self.0.fetch_sub(1, Ordering::Relaxed);
+                        self.1.dec();
                     }
                 }
+                self.queue.inc();
                 let waiting = Waiting(&self.waiting, &self.queue);
-                let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
-                self.queue.set(ahead as i64 + 1);
-                if ahead >= MAX_WAITING {
+                if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
                     return Err(error(
                         codes::BUSY,
                         "busy: the node is checking as many submissions as it queues; retry shortly",
