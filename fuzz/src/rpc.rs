@@ -18,8 +18,9 @@ use tally_rpc::jsonrpsee::server::{
 };
 use tally_rpc::jsonrpsee::types::ErrorObjectOwned;
 use tally_rpc::{
-    AccountInfo, BlockInfo, PeerInfo, Status, SubmitError, SubmitResult, TallyApiServer, TxInfo,
-    TxStatusInfo, ValidatorInfo, codes, error, parse_address, parse_hash, parse_hex,
+    AccountInfo, BlockInfo, ConsensusState, NetPeerInfo, PeerInfo, Status, SubmitError,
+    SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_address,
+    parse_hash, parse_hex,
 };
 use tower::Service;
 
@@ -134,12 +135,37 @@ impl TallyApiServer for Parser {
         Ok(Vec::new())
     }
 
+    async fn consensus_state(&self) -> Result<ConsensusState, ErrorObjectOwned> {
+        Ok(ConsensusState {
+            height: 1,
+            round: 0,
+            step: "propose".into(),
+            proposer: None,
+            proposal: None,
+            locked_round: None,
+            locked_block: None,
+            valid_round: None,
+            valid_block: None,
+            decided: false,
+            prevotes: Vec::new(),
+            precommits: Vec::new(),
+            missing_prevotes: Vec::new(),
+            missing_precommits: Vec::new(),
+        })
+    }
+
+    async fn net_info(&self) -> Result<Vec<NetPeerInfo>, ErrorObjectOwned> {
+        Ok(Vec::new())
+    }
+
     async fn health(&self) -> Result<String, ErrorObjectOwned> {
         Ok("ok".into())
     }
 
     async fn subscribe_new_blocks(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        pending.reject(error(codes::INTERNAL, "not over HTTP")).await;
+        pending
+            .reject(error(codes::INTERNAL, "not over HTTP"))
+            .await;
         Ok(())
     }
 

@@ -203,6 +203,8 @@ impl Node {
             None => Consensus::new(consensus_config(&genesis), Secp256k1, signer),
         };
         let (consensus_tx, consensus_rx) = mpsc::channel(4096);
+        let (queries_tx, queries_rx) = mpsc::channel(16);
+        let peer_view = Arc::new(network::PeerView::default());
         let consensus_queue = network::ConsensusQueue {
             sender: consensus_tx,
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -247,6 +249,8 @@ impl Node {
                 tip,
                 priority: priority.clone(),
                 metrics: metrics.clone(),
+                peers: peer_view.clone(),
+                queries: queries_rx,
             },
         );
 
@@ -267,6 +271,7 @@ impl Node {
             Duration::from_millis(config.sync.interval_ms.max(50)),
             config.sync.batch_blocks.max(1),
             metrics.network.clone(),
+            peer_view.clone(),
         );
         let router_task = network::spawn(
             net_events,
@@ -310,6 +315,8 @@ impl Node {
                 )),
                 priority,
                 metrics: metrics.rpc.clone(),
+                consensus: queries_tx,
+                peer_view,
             };
             let (addr, handle) = rpc::start(&config.rpc, context).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");

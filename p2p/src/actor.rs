@@ -69,6 +69,21 @@ struct Inbound {
     channel: request_response::ResponseChannel<Vec<u8>>,
 }
 
+/// A connected peer's first connection and its traffic.
+struct PeerMeta {
+    direction: &'static str,
+    since_ms: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 struct Actor {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -97,9 +112,8 @@ struct Actor {
     /// libp2p's metrics and ours, when the node exports them.
     libp2p_metrics: Option<libp2p::metrics::Metrics>,
     metrics: P2pMetrics,
-    /// Direction of each connected peer's first connection (for the peers
-    /// gauge).
-    directions: HashMap<PeerId, &'static str>,
+    /// Each connected peer's first connection and traffic.
+    peer_meta: HashMap<PeerId, PeerMeta>,
     config: Config,
 }
 
@@ -212,7 +226,7 @@ pub(crate) async fn spawn(
         malformed_requests,
         libp2p_metrics,
         metrics,
-        directions: HashMap::new(),
+        peer_meta: HashMap::new(),
         config,
     };
     tokio::spawn(actor.run());
@@ -446,7 +460,15 @@ impl Actor {
                     } else {
                         "inbound"
                     };
-                    self.directions.insert(peer_id, direction);
+                    self.peer_meta.insert(
+                        peer_id,
+                        PeerMeta {
+                            direction,
+                            since_ms: now_ms(),
+                            bytes_in: 0,
+                            bytes_out: 0,
+                        },
+                    );
                     self.metrics
                         .peers
                         .get_or_create(&DirectionLabel { direction })
@@ -477,10 +499,12 @@ impl Actor {
                     None => false,
                 };
                 if num_established == 0 {
-                    if let Some(direction) = self.directions.remove(&peer_id) {
+                    if let Some(meta) = self.peer_meta.remove(&peer_id) {
                         self.metrics
                             .peers
-                            .get_or_create(&DirectionLabel { direction })
+                            .get_or_create(&DirectionLabel {
+                                direction: meta.direction,
+                            })
                             .dec();
                     }
                     if was_known {
@@ -550,6 +574,7 @@ impl Actor {
         match self.events.try_send(event) {
             Ok(()) => {
                 self.stats.messages_received += 1;
+                self.count_in(&propagation_source, bytes);
                 let label = TopicLabel {
                     topic: topic.name(),
                 };
@@ -575,6 +600,18 @@ impl Actor {
             Err(TrySendError::Closed(_)) => {
                 self.validate(&message_id, &propagation_source, MessageAcceptance::Ignore);
             }
+        }
+    }
+
+    fn count_in(&mut self, peer: &PeerId, bytes: u64) {
+        if let Some(meta) = self.peer_meta.get_mut(peer) {
+            meta.bytes_in = meta.bytes_in.saturating_add(bytes);
+        }
+    }
+
+    fn count_out(&mut self, peer: &PeerId, bytes: u64) {
+        if let Some(meta) = self.peer_meta.get_mut(peer) {
+            meta.bytes_out = meta.bytes_out.saturating_add(bytes);
         }
     }
 
@@ -608,6 +645,7 @@ impl Actor {
                 } => {
                     if let Some((peer, reply)) = self.outbound.remove(&request_id) {
                         self.release_outbound(peer);
+                        self.count_in(&peer, response.len() as u64);
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -789,9 +827,17 @@ impl Actor {
                 let peers = self
                     .connected
                     .iter()
-                    .map(|(peer, conns)| PeerInfo {
-                        peer: *peer,
-                        addrs: conns.values().cloned().collect(),
+                    .map(|(peer, conns)| {
+                        let meta = self.peer_meta.get(peer);
+                        PeerInfo {
+                            peer: *peer,
+                            addrs: conns.values().cloned().collect(),
+                            inbound: meta.is_some_and(|m| m.direction == "inbound"),
+                            connected_since_ms: meta.map_or(0, |m| m.since_ms),
+                            bytes_in: meta.map_or(0, |m| m.bytes_in),
+                            bytes_out: meta.map_or(0, |m| m.bytes_out),
+                            score: self.swarm.behaviour().gossipsub.peer_score(peer),
+                        }
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -870,6 +916,7 @@ impl Actor {
         }
         *self.outbound_per_peer.entry(peer).or_default() += 1;
         self.metrics.requests_sent.inc();
+        self.count_out(&peer, data.len() as u64);
         let id = self
             .swarm
             .behaviour_mut()
@@ -884,6 +931,7 @@ impl Actor {
         };
         self.inbound_ids.remove(&inbound.request_id);
         self.release_inbound(inbound.peer);
+        self.count_out(&inbound.peer, data.len() as u64);
         if data.len() > self.config.max_response_bytes {
             // The channel is dropped: the requester sees a failure now.
             return Err(Error::MessageTooLarge {

@@ -55,10 +55,21 @@ pub enum Verdict {
 pub struct RequestId(pub(crate) u64);
 
 /// A connected peer and the addresses of its connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PeerInfo {
     pub peer: PeerId,
     pub addrs: Vec<Multiaddr>,
+    /// Whether the peer dialled the first connection.
+    pub inbound: bool,
+    /// When the first connection was made (ms since the Unix epoch).
+    pub connected_since_ms: u64,
+    /// Gossip payload and request-response bytes received from it.
+    pub bytes_in: u64,
+    /// Request-response bytes sent to it (gossipsub forwards to its mesh
+    /// on its own; those sends are not counted per peer).
+    pub bytes_out: u64,
+    /// Its gossipsub score.
+    pub score: Option<f64>,
 }
 
 /// Counters of what the network did and, above all, what it dropped.

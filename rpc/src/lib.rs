@@ -225,6 +225,66 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
 }
 
+/// One validator's vote in the current round, as this node holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteInfo {
+    pub validator: Address,
+    /// The block voted for; `None` is a nil vote.
+    pub block: Option<Hash>,
+}
+
+/// Where this node's consensus stands (`tally_consensusState`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsensusState {
+    pub height: u64,
+    pub round: u32,
+    /// `"propose"`, `"prevote"` or `"precommit"`.
+    pub step: String,
+    /// The proposer of the current round.
+    pub proposer: Option<Address>,
+    /// The block this node proposed or received for the current round.
+    pub proposal: Option<Hash>,
+    pub locked_round: Option<u32>,
+    pub locked_block: Option<Hash>,
+    pub valid_round: Option<u32>,
+    pub valid_block: Option<Hash>,
+    /// Whether this node decided the current height (it waits to commit or
+    /// for the next height to start).
+    pub decided: bool,
+    /// The prevotes and precommits of the current round held here, by
+    /// validator (an equivocator may appear twice).
+    pub prevotes: Vec<VoteInfo>,
+    pub precommits: Vec<VoteInfo>,
+    /// Validators of the height with no prevote, and no precommit, held in
+    /// the current round.
+    pub missing_prevotes: Vec<Address>,
+    pub missing_precommits: Vec<Address>,
+}
+
+/// A connected peer in detail (`tally_netInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetPeerInfo {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    /// `"inbound"` or `"outbound"`: who dialled the first connection.
+    pub direction: String,
+    /// When the first connection was made (ms since the Unix epoch).
+    pub connected_since_ms: u64,
+    /// Gossip payload and block-sync response bytes received from it.
+    pub bytes_in: u64,
+    /// Block-sync request and response bytes sent to it (gossip is
+    /// forwarded by gossipsub to its mesh and not counted per peer).
+    pub bytes_out: u64,
+    /// Its gossipsub score (negative: it misbehaved).
+    pub score: Option<f64>,
+    /// The validator whose votes this peer publishes as their gossip
+    /// author (signed by its node key): a strong hint, not a proof (a peer
+    /// may publish another validator's votes as its own).
+    pub validator: Option<Address>,
+    /// The height it last answered a status request with.
+    pub reported_height: Option<u64>,
+}
+
 /// The outcome of one transaction of a batch submission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitResult {
@@ -295,6 +355,16 @@ pub trait TallyApi {
 
     #[method(name = "peers")]
     async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned>;
+
+    /// Height, round, step, lock and valid value, and the votes of the
+    /// current round this node holds.
+    #[method(name = "consensusState")]
+    async fn consensus_state(&self) -> Result<ConsensusState, ErrorObjectOwned>;
+
+    /// Every connected peer: addresses, direction, since when, bytes, score,
+    /// the validator it speaks for, its reported height.
+    #[method(name = "netInfo")]
+    async fn net_info(&self) -> Result<Vec<NetPeerInfo>, ErrorObjectOwned>;
 
     /// `"ok"` while the node runs.
     #[method(name = "health")]

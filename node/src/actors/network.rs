@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tally_ledger::{AddError, Hash, MempoolError, SignedTransaction, VerifiedTransaction};
+use tally_ledger::{AddError, Address, Hash, MempoolError, SignedTransaction, VerifiedTransaction};
 use tally_p2p::{Event, PeerId, Topic, Verdict};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
@@ -168,6 +168,50 @@ impl Budgets {
     }
 }
 
+/// What this node learnt about its peers, for `tally_netInfo`: the
+/// validator whose votes each peer authors, and the height each reported
+/// last. Bounded: peers beyond [`PeerView::MAX`] are forgotten first come,
+/// first gone.
+#[derive(Debug, Default)]
+pub struct PeerView {
+    validators: Mutex<HashMap<PeerId, Address>>,
+    heights: Mutex<HashMap<PeerId, u64>>,
+}
+
+impl PeerView {
+    pub const MAX: usize = 1024;
+
+    fn insert<V>(map: &Mutex<HashMap<PeerId, V>>, peer: PeerId, value: V) {
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX && !map.contains_key(&peer) {
+            if let Some(any) = map.keys().next().copied() {
+                map.remove(&any);
+            }
+        }
+        map.insert(peer, value);
+    }
+
+    /// `peer` authored (gossipsub-signed) an accepted vote of `validator`.
+    pub fn saw_vote(&self, peer: PeerId, validator: Address) {
+        Self::insert(&self.validators, peer, validator);
+    }
+
+    /// `peer` answered a status request with `height`.
+    pub fn saw_height(&self, peer: PeerId, height: u64) {
+        Self::insert(&self.heights, peer, height);
+    }
+
+    pub fn validator(&self, peer: &PeerId) -> Option<Address> {
+        let map = self.validators.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(peer).copied()
+    }
+
+    pub fn height(&self, peer: &PeerId) -> Option<u64> {
+        let map = self.heights.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(peer).copied()
+    }
+}
+
 /// What the router checks transactions against.
 #[derive(Clone, Debug)]
 pub struct TxRules {
@@ -206,9 +250,9 @@ pub fn spawn(
                 Event::Message {
                     topic: Topic::Consensus,
                     source,
+                    author,
                     id,
                     data,
-                    ..
                 } => {
                     let bytes = data.len();
                     // Room first: a full queue costs no decoding.
@@ -222,6 +266,7 @@ pub fn spawn(
                                     envelope,
                                     id: id.clone(),
                                     source,
+                                    author,
                                     bytes,
                                 };
                                 if consensus.sender.try_send(inbound).is_ok() {

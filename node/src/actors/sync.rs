@@ -32,6 +32,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::actors::ledger::{LedgerError, LedgerHandle};
+use crate::actors::network::PeerView;
 use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
 
@@ -226,6 +227,8 @@ impl Strikes {
 }
 
 /// Fetches blocks when peers are ahead.
+// Each argument is one of the actor's links, passed once at start.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_client(
     store: Arc<Store>,
     network: tally_p2p::Handle,
@@ -234,6 +237,7 @@ pub fn spawn_client(
     interval: Duration,
     batch: u64,
     metrics: NetworkMetrics,
+    view: Arc<PeerView>,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -286,6 +290,7 @@ pub fn spawn_client(
                     _ => continue,
                 };
                 highest = highest.max(height);
+                view.saw_height(*peer, height);
                 if height >= ours.saturating_add(behind_by) && best.is_none_or(|(h, _)| height < h)
                 {
                     best = Some((height, *peer));

@@ -15,15 +15,17 @@ use tally_ledger::{
     VerifiedTransaction,
 };
 use tally_rpc::{
-    AccountInfo, BlockInfo, BlockSummary, PeerInfo, Status, SubmitError, SubmitResult,
-    TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_address, parse_hash,
-    parse_hex,
+    AccountInfo, BlockInfo, BlockSummary, ConsensusState, NetPeerInfo, PeerInfo, Status,
+    SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error,
+    parse_address, parse_hash, parse_hex,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tracing::error;
 
+use crate::actors::consensus::StateQuery;
 use crate::actors::ledger::NewBlock;
 use crate::actors::mempool::{MempoolHandle, PoolStatus};
+use crate::actors::network::PeerView;
 use crate::actors::priority::Priority;
 use crate::config::RpcConfig;
 use crate::metrics::RpcMetrics;
@@ -60,6 +62,10 @@ pub struct RpcContext {
     /// Recovery steps aside while consensus works.
     pub priority: Arc<Priority>,
     pub metrics: RpcMetrics,
+    /// Asks the consensus driver where it stands.
+    pub consensus: mpsc::Sender<StateQuery>,
+    /// What the node learnt about its peers.
+    pub peer_view: Arc<PeerView>,
 }
 
 /// Starts the server; it runs until the handle is stopped.
@@ -515,6 +521,36 @@ impl TallyApiServer for RpcContext {
             .map(|p| PeerInfo {
                 peer_id: p.peer.to_string(),
                 addrs: p.addrs.iter().map(ToString::to_string).collect(),
+            })
+            .collect())
+    }
+
+    async fn consensus_state(&self) -> Result<ConsensusState, ErrorObjectOwned> {
+        let (reply, answer) = oneshot::channel();
+        // A full queue means the driver is behind: say so rather than wait.
+        self.consensus.try_send(reply).map_err(|_| {
+            error(
+                codes::BUSY,
+                "busy: the consensus driver has queries waiting; retry shortly",
+            )
+        })?;
+        answer.await.map_err(internal)
+    }
+
+    async fn net_info(&self) -> Result<Vec<NetPeerInfo>, ErrorObjectOwned> {
+        let peers = self.network.peers().await.map_err(internal)?;
+        Ok(peers
+            .into_iter()
+            .map(|p| NetPeerInfo {
+                peer_id: p.peer.to_string(),
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                direction: if p.inbound { "inbound" } else { "outbound" }.into(),
+                connected_since_ms: p.connected_since_ms,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                score: p.score,
+                validator: self.peer_view.validator(&p.peer),
+                reported_height: self.peer_view.height(&p.peer),
             })
             .collect())
     }

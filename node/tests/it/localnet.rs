@@ -76,6 +76,43 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
     }
     assert!(gossiped > 0.0, "no transfer arrived by gossip at any node");
 
+    // tally_consensusState and tally_netInfo: node0 sees the round it is
+    // in, and each of its three peers with the validator whose votes it
+    // authors (the other three: node i runs validator i), bytes in, and a
+    // reported height.
+    let state = clients[0].consensus_state().await.expect("consensusState");
+    assert!(state.height >= 12, "{state:?}");
+    assert!(["propose", "prevote", "precommit"].contains(&state.step.as_str()));
+    let validators: Vec<Address> = clients[0]
+        .validators()
+        .await
+        .expect("validators")
+        .iter()
+        .map(|v| v.address)
+        .collect();
+    assert!(state.proposer.is_some_and(|p| validators.contains(&p)));
+    assert!(state.missing_prevotes.len() + state.prevotes.len() >= 4);
+    let me = clients[0].status().await.expect("status").validator;
+    let peers = wait_for("every peer's validator and height known", LONG, || async {
+        let peers = clients[0].net_info().await.ok()?;
+        (peers.len() == 3
+            && peers
+                .iter()
+                .all(|p| p.validator.is_some() && p.reported_height.is_some()))
+        .then_some(peers)
+    })
+    .await;
+    let mut theirs: Vec<Address> = peers.iter().filter_map(|p| p.validator).collect();
+    theirs.sort();
+    let mut others: Vec<Address> = validators.into_iter().filter(|v| Some(*v) != me).collect();
+    others.sort();
+    assert_eq!(theirs, others, "{peers:?}");
+    for p in &peers {
+        assert!(p.bytes_in > 0 && p.connected_since_ms > 0, "{p:?}");
+        assert!(p.direction == "inbound" || p.direction == "outbound");
+        assert!(p.score.is_some());
+    }
+
     // kill -9 one validator: the other three keep committing.
     nodes[3].kill9();
     let before = height(&clients[0]).await.expect("node0");

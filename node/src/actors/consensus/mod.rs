@@ -17,7 +17,7 @@ use futures::FutureExt;
 use tally_consensus::{Action, Event, Timeout, ValidatorSet};
 use tally_ledger::{Address, Block, ChainTip, Hash};
 use tally_p2p::{MessageId, PeerId, Topic, Verdict};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use self::blocks::{BlockCache, Position};
@@ -25,12 +25,14 @@ use self::gate::{Gate, Window};
 use self::progress::Progress;
 use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
 use crate::actors::mempool::MempoolHandle;
+use crate::actors::network::PeerView;
 use crate::actors::priority::Priority;
 use crate::chain::{Certificate, Consensus, Secp256k1, certificate_to_commit, validator_set_at};
 use crate::metrics::{KindLabel, OutcomeLabel, ValidatorLabel};
 use crate::now_ms;
 use crate::signing;
 use crate::wire::{ConsensusEnvelope, ConsensusMessage, encode};
+use tally_rpc::{ConsensusState, VoteInfo};
 
 /// Most proposed blocks held for the current and next height: every round
 /// the machine keeps messages for (current, up to `max_future_rounds` ahead,
@@ -49,6 +51,8 @@ pub struct Inbound {
     pub envelope: ConsensusEnvelope,
     pub id: MessageId,
     pub source: PeerId,
+    /// The gossip author (signed by its node key), if the message says.
+    pub author: Option<PeerId>,
     /// Its size on the wire, counted against the queue's byte bound.
     pub bytes: usize,
 }
@@ -119,7 +123,14 @@ pub struct Parts {
     /// Marked busy while the driver works, so admission steps aside.
     pub priority: Arc<Priority>,
     pub metrics: crate::metrics::Metrics,
+    /// Peers' validators, as their votes show (for `tally_netInfo`).
+    pub peers: Arc<PeerView>,
+    /// `tally_consensusState` asks here.
+    pub queries: mpsc::Receiver<StateQuery>,
 }
+
+/// A request for [`ConsensusState`], answered by the driver.
+pub type StateQuery = oneshot::Sender<ConsensusState>;
 
 pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -145,8 +156,15 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         priority: parts.priority,
         metrics: parts.metrics,
         last_decided: None,
+        peers: parts.peers,
     };
-    tokio::spawn(actor.run(parts.tip, parts.inbox, internal_rx, parts.new_blocks))
+    tokio::spawn(actor.run(
+        parts.tip,
+        parts.inbox,
+        internal_rx,
+        parts.new_blocks,
+        parts.queries,
+    ))
 }
 
 struct Actor {
@@ -179,6 +197,7 @@ struct Actor {
     metrics: crate::metrics::Metrics,
     /// When this node last decided a height (for the block interval).
     last_decided: Option<Instant>,
+    peers: Arc<PeerView>,
 }
 
 impl Actor {
@@ -188,6 +207,7 @@ impl Actor {
         mut inbox: mpsc::Receiver<Inbound>,
         mut internal: mpsc::UnboundedReceiver<Internal>,
         mut new_blocks: broadcast::Receiver<Arc<NewBlock>>,
+        mut queries: mpsc::Receiver<StateQuery>,
     ) -> anyhow::Result<()> {
         self.restore_blocks(tip.height + 1);
         self.start_height(tip.height + 1).await?;
@@ -210,6 +230,9 @@ impl Actor {
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
                 _ = stall_check.tick() => self.on_stall_check().await,
+                Some(reply) = queries.recv() => {
+                    let _ = reply.send(self.state());
+                }
                 () = self.tx_arrived.notified(), if self.progress.waiting().is_some() => {
                     if let Some(height) = self.progress.take_waiting() {
                         self.start_height(height).await?;
@@ -530,6 +553,11 @@ impl Actor {
     async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
         let verdict = self.verdict(&inbound.envelope.message);
         self.observe_inbound(&inbound.envelope.message, verdict);
+        if let (Verdict::Accept, Some(author), ConsensusMessage::Vote(vote)) =
+            (verdict, inbound.author, &inbound.envelope.message)
+        {
+            self.peers.saw_vote(author, vote.message.validator);
+        }
         // The network stops only when the node does.
         let _ = self
             .network
@@ -702,6 +730,61 @@ impl Actor {
         }
         self.observe_state();
         Ok(())
+    }
+
+    /// What `tally_consensusState` shows.
+    fn state(&self) -> ConsensusState {
+        let m = &self.machine;
+        let round = m.round().unwrap_or(0);
+        let proposer = self.set.proposer(round);
+        let (mut prevotes, mut precommits, mut proposal) = (Vec::new(), Vec::new(), None);
+        for message in m.round_messages(round) {
+            match message {
+                tally_consensus::Message::Proposal(p) if p.message.proposer == *proposer => {
+                    proposal.get_or_insert(p.message.value);
+                }
+                tally_consensus::Message::Proposal(_) => {}
+                tally_consensus::Message::Vote(v) => {
+                    let info = VoteInfo {
+                        validator: v.message.validator,
+                        block: v.message.value,
+                    };
+                    match v.message.vote_type {
+                        tally_consensus::VoteType::Prevote => prevotes.push(info),
+                        tally_consensus::VoteType::Precommit => precommits.push(info),
+                    }
+                }
+            }
+        }
+        let missing = |votes: &[VoteInfo]| -> Vec<Address> {
+            self.set
+                .validators()
+                .iter()
+                .map(|v| v.address)
+                .filter(|a| !votes.iter().any(|vote| vote.validator == *a))
+                .collect()
+        };
+        ConsensusState {
+            height: self.progress.height(),
+            round,
+            step: match m.step() {
+                Some(tally_consensus::Step::Prevote) => "prevote",
+                Some(tally_consensus::Step::Precommit) => "precommit",
+                _ => "propose",
+            }
+            .into(),
+            proposer: Some(*proposer),
+            proposal,
+            locked_round: m.locked().map(|l| l.round),
+            locked_block: m.locked().map(|l| l.value),
+            valid_round: m.valid().map(|v| v.round),
+            valid_block: m.valid().map(|v| v.value),
+            decided: m.decision().is_some(),
+            missing_prevotes: missing(&prevotes),
+            missing_precommits: missing(&precommits),
+            prevotes,
+            precommits,
+        }
     }
 
     /// Height, round and step as the machine has them now.
