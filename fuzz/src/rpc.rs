@@ -19,7 +19,7 @@ use tally_rpc::jsonrpsee::server::{
 use tally_rpc::jsonrpsee::types::ErrorObjectOwned;
 use tally_rpc::{
     AccountInfo, BlockInfo, ConsensusState, NetPeerInfo, PeerInfo, Status, SubmitError,
-    SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error, parse_address,
+    SubmitResult, TallyApiServer, TxInfo, TxTrace, TxStatusInfo, ValidatorInfo, codes, error, parse_address,
     parse_hash, parse_hex,
 };
 use tower::Service;
@@ -156,6 +156,11 @@ impl TallyApiServer for Parser {
 
     async fn net_info(&self) -> Result<Vec<NetPeerInfo>, ErrorObjectOwned> {
         Ok(Vec::new())
+    }
+
+    async fn trace_transaction(&self, hash: String) -> Result<Option<TxTrace>, ErrorObjectOwned> {
+        parse_hash(&hash)?;
+        Ok(None)
     }
 
     async fn health(&self) -> Result<String, ErrorObjectOwned> {

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod node;
 pub mod rpc;
 pub mod signing;
+pub mod trace;
 pub use tally_config as config;
 pub use tally_wire as wire;
 

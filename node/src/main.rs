@@ -339,6 +339,15 @@ enum QueryCommand {
         #[command(flatten)]
         rpc: RpcArg,
     },
+    /// One transaction's path across nodes: where each first saw it, who
+    /// gossiped it, the proposals that carried it, where it was committed
+    /// or dropped.
+    Trace {
+        hash: String,
+        /// A node's JSON-RPC URL (repeat for every node to ask).
+        #[arg(long = "rpc", required = true)]
+        rpcs: Vec<String>,
+    },
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -635,6 +644,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print_json(&rpc.client()?.get_transaction(hash).await?)?
             }
             QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
+            QueryCommand::Trace { hash, rpcs } => {
+                print!("{}", tally_node::cli::trace::timeline(&hash, &rpcs).await?);
+            }
         },
         Command::Bench(args) => {
             use tally_node::cli::bench;

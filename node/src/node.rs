@@ -24,6 +24,7 @@ use crate::chain::{
 };
 use crate::config::{Config, Home};
 use crate::metrics::Metrics;
+use crate::trace::TxTraces;
 use crate::{rpc, signing};
 
 /// A running node.
@@ -150,6 +151,7 @@ impl Node {
         let tx_arrived = Arc::new(tokio::sync::Notify::new());
         let seen_txs = Arc::new(network::SeenTxs::default());
         let priority = Arc::new(Priority::default());
+        let traces = Arc::new(TxTraces::default());
         let (mempool, mempool_task) = mempool::spawn(
             &config.mempool,
             config.mempool.journal.then(|| home.mempool_journal_file()),
@@ -161,6 +163,7 @@ impl Node {
             tx_arrived.clone(),
             seen_txs.clone(),
             metrics.mempool.clone(),
+            traces.clone(),
         );
         let chain = ChainParams {
             exec: genesis.exec_params(),
@@ -175,6 +178,7 @@ impl Node {
             committed_tx,
             priority.clone(),
             metrics.ledger.clone(),
+            traces.clone(),
         )?;
 
         let signing_path = key.as_ref().map(|_| home.signing_state_file());
@@ -317,6 +321,7 @@ impl Node {
                 metrics: metrics.rpc.clone(),
                 consensus: queries_tx,
                 peer_view,
+                traces,
             };
             let (addr, handle) = rpc::start(&config.rpc, context).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");

@@ -285,6 +285,36 @@ pub struct NetPeerInfo {
     pub reported_height: Option<u64>,
 }
 
+/// A proposal this node saw the transaction in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceProposal {
+    pub height: u64,
+    pub round: u32,
+    pub proposer: Address,
+    /// When this node built or checked the block (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// One node's record of a transaction's life (`tally_traceTransaction`);
+/// times are this node's clock, in ms since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxTrace {
+    pub hash: Hash,
+    /// When this node first saw it, and where from: `"rpc"`, `"journal"`,
+    /// `"peer <peer id>"` (gossip) or `"block"` (first seen in a block).
+    pub first_seen_ms: u64,
+    pub source: String,
+    /// When this node gossiped it on (in one of its own batches).
+    pub gossiped_ms: Option<u64>,
+    /// The proposals this node saw it in, first ones first (at most 8).
+    pub proposals: Vec<TraceProposal>,
+    pub committed_height: Option<u64>,
+    pub committed_ms: Option<u64>,
+    /// Why and when it left this node's mempool uncommitted.
+    pub dropped_reason: Option<String>,
+    pub dropped_ms: Option<u64>,
+}
+
 /// The outcome of one transaction of a batch submission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitResult {
@@ -365,6 +395,12 @@ pub trait TallyApi {
     /// the validator it speaks for, its reported height.
     #[method(name = "netInfo")]
     async fn net_info(&self) -> Result<Vec<NetPeerInfo>, ErrorObjectOwned>;
+
+    /// This node's record of a transaction (null if it is not among the
+    /// last 100,000 it saw): where it came from, when it was gossiped,
+    /// proposed, committed or dropped.
+    #[method(name = "traceTransaction")]
+    async fn trace_transaction(&self, hash: String) -> Result<Option<TxTrace>, ErrorObjectOwned>;
 
     /// `"ok"` while the node runs.
     #[method(name = "health")]

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::actors::priority::Priority;
 use crate::chain::{Secp256k1, commit_to_certificate};
 use crate::metrics::LedgerMetrics;
+use crate::trace::TxTraces;
 use crate::{now_ms, par_map};
 
 /// How far ahead of our clock a proposed block's time may be: the bound on
@@ -79,11 +80,15 @@ enum Command {
     Build {
         proposer: Address,
         height: u64,
+        /// For the transaction traces only.
+        round: u32,
         candidates: Vec<Arc<VerifiedTransaction>>,
         reply: oneshot::Sender<Result<(Block, Vec<Hash>), LedgerError>>,
     },
     Verify {
         block: Block,
+        /// For the transaction traces only.
+        round: u32,
         /// For each transaction of the block, in order, the mempool's
         /// verified copy if it holds one.
         known: Vec<Option<Arc<VerifiedTransaction>>>,
@@ -133,11 +138,13 @@ impl LedgerHandle {
         &self,
         proposer: Address,
         height: u64,
+        round: u32,
         candidates: Vec<Arc<VerifiedTransaction>>,
     ) -> Result<(Block, Vec<Hash>), LedgerError> {
         self.call(|reply| Command::Build {
             proposer,
             height,
+            round,
             candidates,
             reply,
         })
@@ -148,10 +155,12 @@ impl LedgerHandle {
     pub async fn verify(
         &self,
         block: Block,
+        round: u32,
         known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<(), LedgerError> {
         self.call(|reply| Command::Verify {
             block,
+            round,
             known,
             reply,
         })
@@ -203,6 +212,7 @@ pub fn spawn(
     mempool_committed: mpsc::UnboundedSender<(Arc<Vec<Hash>>, Vec<Address>)>,
     priority: Arc<Priority>,
     metrics: LedgerMetrics,
+    traces: Arc<TxTraces>,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
@@ -220,6 +230,7 @@ pub fn spawn(
         mempool_committed,
         priority,
         metrics,
+        traces,
     };
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -247,6 +258,7 @@ struct Actor {
     /// Building, verifying and committing blocks come before admission.
     priority: Arc<Priority>,
     metrics: LedgerMetrics,
+    traces: Arc<TxTraces>,
 }
 
 impl Actor {
@@ -257,17 +269,19 @@ impl Actor {
                 Command::Build {
                     proposer,
                     height,
+                    round,
                     candidates,
                     reply,
                 } => {
-                    let _ = reply.send(self.build(proposer, height, &candidates));
+                    let _ = reply.send(self.build(proposer, height, round, &candidates));
                 }
                 Command::Verify {
                     block,
+                    round,
                     known,
                     reply,
                 } => {
-                    let _ = reply.send(self.verify(block, known));
+                    let _ = reply.send(self.verify(block, round, known));
                 }
                 Command::CommitDecided {
                     hash,
@@ -305,6 +319,7 @@ impl Actor {
         &mut self,
         proposer: Address,
         height: u64,
+        round: u32,
         candidates: &[Arc<VerifiedTransaction>],
     ) -> Result<(Block, Vec<Hash>), LedgerError> {
         let tip = self.store.tip()?;
@@ -338,6 +353,8 @@ impl Actor {
         self.metrics
             .execution
             .observe(started.elapsed().as_secs_f64());
+        self.traces
+            .proposed(&executed.tx_hashes, height, round, proposer);
         let block = executed.block.clone();
         self.executed.insert(block.hash(), executed);
         Ok((block, skipped.into_iter().map(|(hash, _)| hash).collect()))
@@ -405,6 +422,7 @@ impl Actor {
     fn verify(
         &mut self,
         block: Block,
+        round: u32,
         known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<(), LedgerError> {
         let hash = block.hash();
@@ -413,7 +431,10 @@ impl Actor {
         }
         let tip = self.store.tip()?;
         self.check_header(&block, &tip)?;
+        let (height, proposer) = (block.height(), block.header.proposer);
         let executed = self.execute(block, known)?;
+        self.traces
+            .proposed(&executed.tx_hashes, height, round, proposer);
         self.executed.insert(hash, executed);
         Ok(())
     }
@@ -535,6 +556,7 @@ impl Actor {
         m.txs_committed.inc_by(tx_hashes.len() as u64);
         m.block_txs.observe(tx_hashes.len() as f64);
         m.block_bytes.observe(bytes as f64);
+        self.traces.committed(&tx_hashes, tip.height);
         self.executed.clear();
         self.last_time = time;
         info!(

@@ -16,7 +16,7 @@ use tally_ledger::{
     AddError, Address, DropReason, Hash, Journal, Mempool, MempoolError, PoolStats,
     SignedTransaction, Store, TxError, VerifiedTransaction,
 };
-use tally_p2p::Topic;
+use tally_p2p::{PeerId, Topic};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -24,6 +24,7 @@ use crate::actors::network::SeenTxs;
 use crate::config::MempoolSection;
 use crate::metrics::{KindLabel, MempoolMetrics, ReasonLabel};
 use crate::now_ms;
+use crate::trace::TxTraces;
 use crate::wire::{TxBatch, encode};
 
 enum Command {
@@ -31,6 +32,8 @@ enum Command {
         txs: Vec<VerifiedTransaction>,
         /// Submitted by this node's clients (journaled), not gossiped.
         local: bool,
+        /// The peer that passed gossiped ones on.
+        from: Option<PeerId>,
         reply: oneshot::Sender<Vec<Result<Hash, AddError>>>,
     },
     Reap {
@@ -140,10 +143,12 @@ impl MempoolHandle {
     pub async fn add(
         &self,
         txs: Vec<VerifiedTransaction>,
+        from: PeerId,
     ) -> Result<Vec<Result<Hash, AddError>>, Stopped> {
         self.call(|reply| Command::Add {
             txs,
             local: false,
+            from: Some(from),
             reply,
         })
         .await
@@ -158,6 +163,7 @@ impl MempoolHandle {
         self.call(|reply| Command::Add {
             txs,
             local: true,
+            from: None,
             reply,
         })
         .await
@@ -215,6 +221,7 @@ pub fn spawn(
     tx_arrived: Arc<Notify>,
     seen: Arc<SeenTxs>,
     metrics: MempoolMetrics,
+    traces: Arc<TxTraces>,
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
     let actor = Actor {
@@ -235,6 +242,8 @@ pub fn spawn(
         regossip: Vec::new(),
         compact_after: None,
         metrics,
+        traces,
+        outbox_hashes: Vec::new(),
     };
     let task = tokio::spawn(async move {
         let mut actor = actor;
@@ -267,6 +276,9 @@ struct Actor {
     /// After a failed compaction, not before this.
     compact_after: Option<Instant>,
     metrics: MempoolMetrics,
+    traces: Arc<TxTraces>,
+    /// The hashes of `outbox`, for the traces.
+    outbox_hashes: Vec<Hash>,
 }
 
 /// The journal is compacted when it holds this many more entries than it
@@ -331,7 +343,12 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) -> anyhow::Result<()> {
         match command {
-            Command::Add { txs, local, reply } => {
+            Command::Add {
+                txs,
+                local,
+                from,
+                reply,
+            } => {
                 let now = now_ms();
                 let results: Vec<_> = txs
                     .into_iter()
@@ -339,6 +356,11 @@ impl Actor {
                     .collect();
                 self.observe_admission(&results, local);
                 let admitted = results.iter().filter_map(|r| r.as_ref().ok().copied());
+                let traced: Vec<Hash> = admitted.clone().collect();
+                match from {
+                    Some(peer) => self.traces.admitted(&traced, &format!("peer {peer}")),
+                    None => self.traces.admitted(&traced, "rpc"),
+                }
                 self.seen.insert_all(admitted.clone());
                 if local {
                     let admitted: Vec<Hash> = admitted.collect();
@@ -417,6 +439,7 @@ impl Actor {
                     reason: drop_reason_label(reason),
                 })
                 .inc();
+            self.traces.dropped(hash, drop_reason_label(reason));
             let local = self.local.remove(&hash);
             self.dropped.record(hash, reason, local);
             if let (true, Some(journal)) = (local, &mut self.journal) {
@@ -446,6 +469,8 @@ impl Actor {
             self.outbox
                 .txs
                 .extend(executable.iter().map(|tx| tx.signed().encode()));
+            self.outbox_hashes
+                .extend(executable.iter().map(|tx| tx.hash()));
             if self.outbox.txs.len() >= self.batch_max {
                 self.flush().await;
             }
@@ -455,7 +480,9 @@ impl Actor {
 
     /// Gossips the outbox, in batches of at most `batch_max`.
     async fn flush(&mut self) {
+        let hashes = std::mem::take(&mut self.outbox_hashes);
         let mut txs = std::mem::take(&mut self.outbox.txs);
+        let mut sent = false;
         while !txs.is_empty() {
             let rest = txs.split_off(txs.len().min(self.batch_max));
             let count = txs.len();
@@ -464,12 +491,18 @@ impl Actor {
                 .publish(Topic::Txs, encode(&TxBatch { txs }))
                 .await
             {
-                Ok(_) => debug!(count, "gossiped a transaction batch"),
+                Ok(_) => {
+                    sent = true;
+                    debug!(count, "gossiped a transaction batch");
+                }
                 // Alone (a one-validator dev chain) there is no one to tell.
                 Err(tally_p2p::Error::NoPeers) => {}
                 Err(e) => warn!(count, error = %e, "could not gossip transactions"),
             }
             txs = rest;
+        }
+        if sent {
+            self.traces.gossiped(&hashes);
         }
     }
 }
@@ -557,6 +590,7 @@ impl Actor {
                     admitted += 1;
                     self.local.insert(hash);
                     self.regossip.push(hash);
+                    self.traces.admitted(&[hash], "journal");
                 }
                 Err(AddError::Rejected(e)) => {
                     refused += 1;

@@ -316,7 +316,10 @@ pub fn spawn(
                         let recovered = checked.recovered;
                         let mut wasted = recovered;
                         if !checked.verified.is_empty() {
-                            let results = mempool.add(checked.verified).await.unwrap_or_default();
+                            let results = mempool
+                                .add(checked.verified, source)
+                                .await
+                                .unwrap_or_default();
                             // A full pool is our state, not the sender's fault.
                             let kept = results
                                 .iter()

@@ -4,3 +4,4 @@
 pub mod bench;
 pub mod homes;
 pub mod localnet;
+pub mod trace;

@@ -16,8 +16,8 @@ use tally_ledger::{
 };
 use tally_rpc::{
     AccountInfo, BlockInfo, BlockSummary, ConsensusState, NetPeerInfo, PeerInfo, Status,
-    SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, ValidatorInfo, codes, error,
-    parse_address, parse_hash, parse_hex,
+    SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace, ValidatorInfo, codes,
+    error, parse_address, parse_hash, parse_hex,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tracing::error;
@@ -30,6 +30,7 @@ use crate::actors::priority::Priority;
 use crate::config::RpcConfig;
 use crate::metrics::RpcMetrics;
 use crate::par_map;
+use crate::trace::TxTraces;
 use prometheus_client::metrics::gauge::Gauge;
 
 mod metered;
@@ -66,6 +67,8 @@ pub struct RpcContext {
     pub consensus: mpsc::Sender<StateQuery>,
     /// What the node learnt about its peers.
     pub peer_view: Arc<PeerView>,
+    /// Recent transactions' lives.
+    pub traces: Arc<TxTraces>,
 }
 
 /// Starts the server; it runs until the handle is stopped.
@@ -553,6 +556,10 @@ impl TallyApiServer for RpcContext {
                 reported_height: self.peer_view.height(&p.peer),
             })
             .collect())
+    }
+
+    async fn trace_transaction(&self, hash: String) -> Result<Option<TxTrace>, ErrorObjectOwned> {
+        Ok(self.traces.get(&parse_hash(&hash)?))
     }
 
     async fn health(&self) -> Result<String, ErrorObjectOwned> {

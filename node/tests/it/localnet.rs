@@ -113,6 +113,69 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         assert!(p.score.is_some());
     }
 
+    // tally_traceTransaction: a transfer the load submitted to node1, once
+    // committed, is traced on every node: node1 had it from RPC, the
+    // others from a peer (or, if a proposal beat the gossip, a block), all
+    // saw it committed at the same height; `tally query trace` puts the
+    // four records on one timeline.
+    let (hash, at_node) = {
+        // Origins first: each is pushed after its hash, so the indices agree.
+        let origins = load.origins.lock().await.clone();
+        let accepted = load.accepted.lock().await.clone();
+        let i = origins
+            .iter()
+            .position(|o| o.node == 1)
+            .expect("one accepted by node1");
+        (accepted[i], origins[i].node)
+    };
+    let traces = wait_for(
+        "the transfer traced as committed everywhere",
+        LONG,
+        || async {
+            let mut traces = Vec::new();
+            for c in &clients {
+                let t = c.trace_transaction(hash.to_string()).await.ok()??;
+                t.committed_height?;
+                traces.push(t);
+            }
+            Some(traces)
+        },
+    )
+    .await;
+    assert_eq!(traces[at_node].source, "rpc", "{:?}", traces[at_node]);
+    let at = traces[0].committed_height;
+    assert!(
+        traces.iter().all(|t| t.committed_height == at),
+        "{traces:?}"
+    );
+    assert!(traces.iter().all(|t| !t.proposals.is_empty()), "{traces:?}");
+    let from_peers = traces
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| *i != at_node && t.source.starts_with("peer "))
+        .count();
+    assert!(from_peers > 0, "no node had it by gossip: {traces:?}");
+    for (i, t) in traces.iter().enumerate() {
+        if i != at_node {
+            assert!(
+                t.source.starts_with("peer ") || t.source == "block",
+                "{t:?}"
+            );
+        }
+    }
+    let hash_s = hash.to_string();
+    let mut args = vec!["query", "trace", hash_s.as_str()];
+    for url in &urls {
+        args.extend(["--rpc", url.as_str()]);
+    }
+    let timeline = run(&args);
+    assert!(timeline.contains("first seen (rpc)"), "{timeline}");
+    assert_eq!(
+        timeline.matches("committed at height").count(),
+        4,
+        "{timeline}"
+    );
+
     // kill -9 one validator: the other three keep committing.
     nodes[3].kill9();
     let before = height(&clients[0]).await.expect("node0");

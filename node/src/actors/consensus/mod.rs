@@ -685,10 +685,10 @@ impl Actor {
                 Action::BuildBlock { height, round } => self.build(height, round),
                 Action::VerifyBlock {
                     height,
+                    round,
                     value,
                     proposer,
-                    ..
-                } => self.verify(height, value, proposer),
+                } => self.verify(height, round, value, proposer),
                 Action::Decide(certificate) => {
                     let height = certificate.height;
                     info!(height, round = certificate.round, block = %certificate.value, "decided");
@@ -874,7 +874,7 @@ impl Actor {
         let (max_txs, max_bytes) = (self.settings.max_block_txs, self.settings.max_block_bytes);
         tokio::spawn(async move {
             let result = match mempool.reap(max_txs, max_bytes).await {
-                Ok(candidates) => ledger.build(me, height, candidates).await,
+                Ok(candidates) => ledger.build(me, height, round, candidates).await,
                 Err(_) => Err(LedgerError::Invalid("the mempool has stopped".into())),
             };
             let _ = internal.send(Internal::Built {
@@ -885,7 +885,7 @@ impl Actor {
         });
     }
 
-    fn verify(&mut self, height: u64, value: Hash, proposer: Address) {
+    fn verify(&mut self, height: u64, round: u32, value: Hash, proposer: Address) {
         let internal = self.internal.clone();
         let Some(block) = self.blocks.get(&value).cloned() else {
             // Proposals are fed only with their block, but the cache may
@@ -907,7 +907,7 @@ impl Actor {
             let hashes = ids.unwrap_or_else(|| block.txs.iter().map(|tx| tx.hash()).collect());
             // A stopped mempool only means every sender is recovered again.
             let known = mempool.get_many(hashes).await.unwrap_or_default();
-            let result = ledger.verify(block, known).await;
+            let result = ledger.verify(block, round, known).await;
             let _ = internal.send(Internal::Verified {
                 height,
                 value,
