@@ -354,7 +354,7 @@ impl Actor {
             .execution
             .observe(started.elapsed().as_secs_f64());
         self.traces
-            .proposed(&executed.tx_hashes, height, round, proposer);
+            .proposed(executed.tx_hashes.clone(), height, round, proposer);
         let block = executed.block.clone();
         self.executed.insert(block.hash(), executed);
         Ok((block, skipped.into_iter().map(|(hash, _)| hash).collect()))
@@ -434,7 +434,7 @@ impl Actor {
         let (height, proposer) = (block.height(), block.header.proposer);
         let executed = self.execute(block, known)?;
         self.traces
-            .proposed(&executed.tx_hashes, height, round, proposer);
+            .proposed(executed.tx_hashes.clone(), height, round, proposer);
         self.executed.insert(hash, executed);
         Ok(())
     }
@@ -556,7 +556,7 @@ impl Actor {
         m.txs_committed.inc_by(tx_hashes.len() as u64);
         m.block_txs.observe(tx_hashes.len() as f64);
         m.block_bytes.observe(bytes as f64);
-        self.traces.committed(&tx_hashes, tip.height);
+        self.traces.committed(tx_hashes.clone(), tip.height);
         self.executed.clear();
         self.last_time = time;
         info!(

@@ -358,8 +358,8 @@ impl Actor {
                 let admitted = results.iter().filter_map(|r| r.as_ref().ok().copied());
                 let traced: Vec<Hash> = admitted.clone().collect();
                 match from {
-                    Some(peer) => self.traces.admitted(&traced, &format!("peer {peer}")),
-                    None => self.traces.admitted(&traced, "rpc"),
+                    Some(peer) => self.traces.admitted(traced, &format!("peer {peer}")),
+                    None => self.traces.admitted(traced, "rpc"),
                 }
                 self.seen.insert_all(admitted.clone());
                 if local {
@@ -502,7 +502,7 @@ impl Actor {
             txs = rest;
         }
         if sent {
-            self.traces.gossiped(&hashes);
+            self.traces.gossiped(hashes);
         }
     }
 }
@@ -590,7 +590,7 @@ impl Actor {
                     admitted += 1;
                     self.local.insert(hash);
                     self.regossip.push(hash);
-                    self.traces.admitted(&[hash], "journal");
+                    self.traces.admitted(vec![hash], "journal");
                 }
                 Err(AddError::Rejected(e)) => {
                     refused += 1;

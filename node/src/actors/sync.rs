@@ -33,6 +33,10 @@ use tracing::{debug, info, warn};
 
 use crate::actors::ledger::{LedgerError, LedgerHandle};
 use crate::actors::network::PeerView;
+
+/// Blocks behind the peers at which the node warns, and how often.
+const FAR_BEHIND: u64 = 20;
+const WARN_EVERY: Duration = Duration::from_secs(60);
 use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
 
@@ -246,6 +250,7 @@ pub fn spawn_client(
         // Our height at the previous round.
         let mut last_seen: Option<u64> = None;
         let mut strikes = Strikes::default();
+        let mut last_warned = None;
         loop {
             tick.tick().await;
             let Ok(peers) = network.peers().await else {
@@ -306,7 +311,15 @@ pub fn spawn_client(
                 continue;
             };
             syncing.store(true, Ordering::Relaxed);
-            info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
+            // Far behind is worth an operator's attention (a few blocks is
+            // ordinary catching up), at most once a minute.
+            let lag = their_height - ours;
+            if lag >= FAR_BEHIND && last_warned.is_none_or(|t: Instant| t.elapsed() >= WARN_EVERY) {
+                last_warned = Some(Instant::now());
+                warn!(ours, theirs = their_height, lag, %peer, "this node is far behind its peers: catching up by block sync");
+            } else {
+                info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
+            }
             let fetched = fetch(&store, &network, &ledger, peer, their_height, batch).await?;
             let now = store.tip()?.height;
             metrics

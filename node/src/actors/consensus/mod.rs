@@ -157,6 +157,7 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         metrics: parts.metrics,
         last_decided: None,
         peers: parts.peers,
+        missed_in_a_row: std::collections::HashMap::new(),
     };
     tokio::spawn(actor.run(
         parts.tip,
@@ -198,7 +199,15 @@ struct Actor {
     /// When this node last decided a height (for the block interval).
     last_decided: Option<Instant>,
     peers: Arc<PeerView>,
+    /// Validators missing from the certificates this node decided with, and
+    /// for how many heights in a row (only validators of the set).
+    missed_in_a_row: std::collections::HashMap<Address, u64>,
 }
+
+/// Heights in a row a validator may be missing before the node warns. A
+/// certificate holds the precommits that made the quorum, so a healthy but
+/// slowest validator is often missing from one; ten in a row is not chance.
+const MISSED_HEIGHTS_WARNING: u64 = 10;
 
 impl Actor {
     async fn run(
@@ -860,6 +869,23 @@ impl Actor {
         c.missing_in_last_commit.set(missing.len() as i64);
         c.missing_power_in_last_commit
             .set(missing.iter().map(|v| v.power as i64).sum());
+        // A validator missing from several certificates in a row is down or
+        // cut off: say so once when it crosses the mark, then every 100.
+        let height = certificate.height;
+        let missed: Vec<Address> = missing.iter().map(|v| v.address).collect();
+        self.missed_in_a_row.retain(|a, _| missed.contains(a));
+        for address in missed {
+            let count = self.missed_in_a_row.entry(address).or_insert(0);
+            *count += 1;
+            if *count == MISSED_HEIGHTS_WARNING || *count % 100 == 0 {
+                warn!(
+                    height,
+                    validator = %address,
+                    heights = *count,
+                    "a validator's precommit is missing from the last heights' certificates"
+                );
+            }
+        }
     }
 
     fn build(&self, height: u64, round: u32) {
