@@ -30,7 +30,7 @@ enum Event {
     Gossiped(Vec<Hash>, u64),
     Proposed(Vec<Hash>, TraceProposal),
     Committed(Arc<Vec<Hash>>, u64, u64),
-    Dropped(Hash, &'static str, u64),
+    Dropped(Vec<(Hash, &'static str)>, u64),
 }
 
 pub struct TxTraces {
@@ -113,12 +113,14 @@ impl Inner {
                     trace.committed_ms.get_or_insert(now);
                 }
             }
-            Event::Dropped(hash, reason, now) => {
-                if let Some(trace) = self.traces.get_mut(&hash) {
-                    trace
-                        .dropped_reason
-                        .get_or_insert_with(|| reason.to_string());
-                    trace.dropped_ms.get_or_insert(now);
+            Event::Dropped(drops, now) => {
+                for (hash, reason) in drops {
+                    if let Some(trace) = self.traces.get_mut(&hash) {
+                        trace
+                            .dropped_reason
+                            .get_or_insert_with(|| reason.to_string());
+                        trace.dropped_ms.get_or_insert(now);
+                    }
                 }
             }
         }
@@ -187,9 +189,11 @@ impl TxTraces {
         self.send(Event::Committed(hashes, height, now_ms()));
     }
 
-    /// Left the mempool uncommitted.
-    pub fn dropped(&self, hash: Hash, reason: &'static str) {
-        self.send(Event::Dropped(hash, reason, now_ms()));
+    /// Left the mempool uncommitted, each for its reason.
+    pub fn dropped(&self, drops: Vec<(Hash, &'static str)>) {
+        if !drops.is_empty() {
+            self.send(Event::Dropped(drops, now_ms()));
+        }
     }
 
     pub fn get(&self, hash: &Hash) -> Option<TxTrace> {
@@ -198,15 +202,12 @@ impl TxTraces {
     }
 }
 
-/// The tracing thread: applies events as they come, a few under one lock,
-/// until every sender is gone.
+/// The tracing thread: applies events as they come, one per lock (a
+/// reader waits for one batch at most), until every sender is gone.
 fn apply_all(inner: &Mutex<Inner>, events: &Receiver<Event>) {
-    while let Ok(first) = events.recv() {
+    while let Ok(event) = events.recv() {
         let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.apply(first);
-        for event in events.try_iter().take(64) {
-            inner.apply(event);
-        }
+        inner.apply(event);
     }
 }
 
@@ -249,7 +250,7 @@ mod tests {
         assert_eq!(inner.traces.get(&h(2)).expect("traced").source, "block");
         // Gossip and drop events create nothing.
         inner.apply(Event::Gossiped(vec![h(3)], 8));
-        inner.apply(Event::Dropped(h(3), "expired", 8));
+        inner.apply(Event::Dropped(vec![(h(3), "expired")], 8));
         assert!(!inner.traces.contains_key(&h(3)));
         let hashes: Vec<Hash> = (10..(10 + TxTraces::CAPACITY as u32)).map(h).collect();
         inner.apply(Event::Admitted(hashes, "rpc".into(), 9));
@@ -263,7 +264,7 @@ mod tests {
     fn the_thread_applies_what_the_actors_hand_it() {
         let traces = TxTraces::new();
         traces.admitted(vec![h(1)], "rpc");
-        traces.dropped(h(1), "expired");
+        traces.dropped(vec![(h(1), "expired")]);
         for _ in 0..100 {
             if traces.get(&h(1)).is_some_and(|t| t.dropped_ms.is_some()) {
                 return;

@@ -931,7 +931,6 @@ impl Actor {
         };
         self.inbound_ids.remove(&inbound.request_id);
         self.release_inbound(inbound.peer);
-        self.count_out(&inbound.peer, data.len() as u64);
         if data.len() > self.config.max_response_bytes {
             // The channel is dropped: the requester sees a failure now.
             return Err(Error::MessageTooLarge {
@@ -939,6 +938,7 @@ impl Actor {
                 max: self.config.max_response_bytes,
             });
         }
+        self.count_out(&inbound.peer, data.len() as u64);
         self.swarm
             .behaviour_mut()
             .block_sync

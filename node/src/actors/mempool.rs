@@ -432,6 +432,7 @@ impl Actor {
     async fn drain(&mut self) -> anyhow::Result<()> {
         let events = self.pool.take_events();
         let mut journaled = false;
+        let mut traced_drops = Vec::new();
         for (hash, reason) in events.dropped {
             self.metrics
                 .dropped
@@ -439,7 +440,7 @@ impl Actor {
                     reason: drop_reason_label(reason),
                 })
                 .inc();
-            self.traces.dropped(hash, drop_reason_label(reason));
+            traced_drops.push((hash, drop_reason_label(reason)));
             let local = self.local.remove(&hash);
             self.dropped.record(hash, reason, local);
             if let (true, Some(journal)) = (local, &mut self.journal) {
@@ -452,6 +453,7 @@ impl Actor {
         if journaled {
             self.flush_journal()?;
         }
+        self.traces.dropped(traced_drops);
         let stats = self.pool.stats();
         self.metrics.executable.set(stats.executable as i64);
         self.metrics.queued.set(stats.queued as i64);
@@ -480,11 +482,11 @@ impl Actor {
 
     /// Gossips the outbox, in batches of at most `batch_max`.
     async fn flush(&mut self) {
-        let hashes = std::mem::take(&mut self.outbox_hashes);
+        let mut hashes = std::mem::take(&mut self.outbox_hashes);
         let mut txs = std::mem::take(&mut self.outbox.txs);
-        let mut sent = false;
         while !txs.is_empty() {
             let rest = txs.split_off(txs.len().min(self.batch_max));
+            let rest_hashes = hashes.split_off(hashes.len().min(self.batch_max));
             let count = txs.len();
             match self
                 .network
@@ -492,7 +494,7 @@ impl Actor {
                 .await
             {
                 Ok(_) => {
-                    sent = true;
+                    self.traces.gossiped(std::mem::take(&mut hashes));
                     debug!(count, "gossiped a transaction batch");
                 }
                 // Alone (a one-validator dev chain) there is no one to tell.
@@ -500,9 +502,7 @@ impl Actor {
                 Err(e) => warn!(count, error = %e, "could not gossip transactions"),
             }
             txs = rest;
-        }
-        if sent {
-            self.traces.gossiped(hashes);
+            hashes = rest_hashes;
         }
     }
 }
@@ -590,7 +590,6 @@ impl Actor {
                     admitted += 1;
                     self.local.insert(hash);
                     self.regossip.push(hash);
-                    self.traces.admitted(vec![hash], "journal");
                 }
                 Err(AddError::Rejected(e)) => {
                     refused += 1;
@@ -600,6 +599,7 @@ impl Actor {
                 Err(AddError::Store(e)) => return Err(e.into()),
             }
         }
+        self.traces.admitted(self.regossip.clone(), "journal");
         // Nothing to gossip to yet: the replayed ones go out once the
         // network takes them.
         self.seen.insert_all(self.regossip.iter().copied());

@@ -170,8 +170,8 @@ impl Budgets {
 
 /// What this node learnt about its peers, for `tally_netInfo`: the
 /// validator whose votes each peer authors, and the height each reported
-/// last. Bounded: peers beyond [`PeerView::MAX`] are forgotten first come,
-/// first gone.
+/// last. Kept for connected peers only (block sync prunes it every round),
+/// and never more than [`PeerView::MAX`] in between.
 #[derive(Debug, Default)]
 pub struct PeerView {
     validators: Mutex<HashMap<PeerId, Address>>,
@@ -199,6 +199,16 @@ impl PeerView {
     /// `peer` answered a status request with `height`.
     pub fn saw_height(&self, peer: PeerId, height: u64) {
         Self::insert(&self.heights, peer, height);
+    }
+
+    /// Forgets every peer not in `connected`.
+    pub fn retain(&self, connected: &[PeerId]) {
+        let keep = |p: &PeerId| connected.contains(p);
+        let mut validators = self.validators.lock().unwrap_or_else(|e| e.into_inner());
+        validators.retain(|p, _| keep(p));
+        drop(validators);
+        let mut heights = self.heights.lock().unwrap_or_else(|e| e.into_inner());
+        heights.retain(|p, _| keep(p));
     }
 
     pub fn validator(&self, peer: &PeerId) -> Option<Address> {

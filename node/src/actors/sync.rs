@@ -33,12 +33,12 @@ use tracing::{debug, info, warn};
 
 use crate::actors::ledger::{LedgerError, LedgerHandle};
 use crate::actors::network::PeerView;
-
-/// Blocks behind the peers at which the node warns, and how often.
-const FAR_BEHIND: u64 = 20;
-const WARN_EVERY: Duration = Duration::from_secs(60);
 use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
+
+/// Blocks caught up at once at which the node warns, and how often.
+const FAR_BEHIND: u64 = 20;
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a peer that served invalid blocks stays banned.
 const BAN: Duration = Duration::from_secs(600);
@@ -256,9 +256,10 @@ pub fn spawn_client(
             let Ok(peers) = network.peers().await else {
                 return Ok(());
             };
-            let peers: Vec<PeerId> = peers
+            let connected: Vec<PeerId> = peers.into_iter().map(|p| p.peer).collect();
+            view.retain(&connected);
+            let peers: Vec<PeerId> = connected
                 .into_iter()
-                .map(|p| p.peer)
                 .filter(|p| !strikes.cooling(p))
                 .collect();
             if peers.is_empty() {
@@ -311,20 +312,26 @@ pub fn spawn_client(
                 continue;
             };
             syncing.store(true, Ordering::Relaxed);
-            // Far behind is worth an operator's attention (a few blocks is
-            // ordinary catching up), at most once a minute.
-            let lag = their_height - ours;
-            if lag >= FAR_BEHIND && last_warned.is_none_or(|t: Instant| t.elapsed() >= WARN_EVERY) {
-                last_warned = Some(Instant::now());
-                warn!(ours, theirs = their_height, lag, %peer, "this node is far behind its peers: catching up by block sync");
-            } else {
-                info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
-            }
+            info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
             let fetched = fetch(&store, &network, &ledger, peer, their_height, batch).await?;
             let now = store.tip()?.height;
-            metrics
-                .sync_blocks_received
-                .inc_by(now.saturating_sub(ours));
+            let gained = now.saturating_sub(ours);
+            metrics.sync_blocks_received.inc_by(gained);
+            // Far behind is worth an operator's attention (a few blocks is
+            // ordinary catching up), once certified blocks proved it, at
+            // most once a minute: a peer's claim alone says nothing.
+            if gained >= FAR_BEHIND
+                && last_warned.is_none_or(|t: Instant| t.elapsed() >= WARN_EVERY)
+            {
+                last_warned = Some(Instant::now());
+                warn!(
+                    from = ours,
+                    to = now,
+                    gained,
+                    %peer,
+                    "this node was far behind its peers: caught up by block sync"
+                );
+            }
             match fetched {
                 Fetched::Progress => strikes.forget(&peer),
                 Fetched::Unbacked(why) => {

@@ -68,11 +68,17 @@ pub async fn timeline(hash: &str, urls: &[String]) -> anyhow::Result<String> {
             "{:>8}  {:<width$}  {}\n",
             format!("+{}", s.at_ms.saturating_sub(start)),
             s.node,
-            s.what
+            printable(&s.what)
         ));
     }
     for line in silent {
-        out.push_str(&format!("  {line}\n"));
+        out.push_str(&format!("  {}\n", printable(&line)));
     }
     Ok(out)
+}
+
+/// What a node answered, without control characters (a hostile node could
+/// send terminal escapes).
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
 }

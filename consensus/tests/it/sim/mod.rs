@@ -629,17 +629,12 @@ impl Sim {
                 if self.nodes[node].honest() {
                     self.trace.verified_by_correct.insert(value);
                 }
-                let delay = self.rng.range(1, 5);
-                self.after(
-                    delay,
-                    SimEvent::Input {
-                        node,
-                        epoch,
-                        event: Event::BlockBuilt {
-                            height,
-                            round,
-                            value,
-                        },
+                self.answer_soon(
+                    node,
+                    Event::BlockBuilt {
+                        height,
+                        round,
+                        value,
                     },
                 );
             }
@@ -680,20 +675,22 @@ impl Sim {
         if valid && self.nodes[node].honest() {
             self.trace.verified_by_correct.insert(value);
         }
-        let epoch = self.nodes[node].epoch;
-        let delay = self.rng.range(1, 5);
-        self.after(
-            delay,
-            SimEvent::Input {
-                node,
-                epoch,
-                event: Event::BlockVerified {
-                    height,
-                    value,
-                    valid,
-                },
+        self.answer_soon(
+            node,
+            Event::BlockVerified {
+                height,
+                value,
+                valid,
             },
         );
+    }
+
+    /// Feeds `event` (the ledger's answer) to `node` 1-5 ms from now, if it
+    /// has not restarted meanwhile.
+    fn answer_soon(&mut self, node: usize, event: TEvent) {
+        let epoch = self.nodes[node].epoch;
+        let delay = self.rng.range(1, 5);
+        self.after(delay, SimEvent::Input { node, epoch, event });
     }
 
     /// Commits a decision whose body the node holds and starts the next
