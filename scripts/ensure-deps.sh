@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Tally's build needs when they are missing:
-# clang and libclang (bindgen generates RocksDB's bindings with them).
+# clang and libclang (bindgen generates RocksDB's bindings with them), and,
+# as root, Chromium for the dashboard test (TALLY_BROWSER_TESTS=0: not).
 # Debian/Ubuntu only; runs apt-get as root (or through sudo).
 set -euo pipefail
 
@@ -15,6 +16,12 @@ have_libclang() {
 }
 
 missing=()
+# Debian's Chromium for the dashboard's browser test, when we may install
+# it without asking (as root, as CI runs); without it that test is skipped.
+if [ "$(id -u)" -eq 0 ] && [ "${TALLY_BROWSER_TESTS:-1}" != 0 ] \
+   && ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 have_libclang || missing+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)

@@ -465,6 +465,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("JSON-RPC: http://{rpc}  (WebSocket ws://{rpc})");
             if let Some(metrics) = node.metrics_addr {
                 println!("Metrics:  http://{metrics}/metrics");
+                println!("Dashboard: http://{metrics}/dashboard  (open it in a browser)");
             }
             println!(
                 "Dev accounts (each funded in genesis; keys are public, never use them elsewhere):"
@@ -569,6 +570,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (genesis, nodes) =
                 homes::testnet(validators, chain_id, params.params(), &dir, &ports)?;
             print_testnet(&genesis, &nodes);
+            println!(
+                "Dashboard of the whole network: {}",
+                homes::dashboard_url(&nodes)
+            );
             let exe = std::env::current_exe().context("locating the tally binary")?;
             let homes: Vec<PathBuf> = nodes.iter().map(|n| n.home.clone()).collect();
             let children = localnet::spawn_nodes(&exe, &homes)?;

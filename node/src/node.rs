@@ -292,8 +292,10 @@ impl Node {
             metrics.network.clone(),
         );
 
-        let (rpc_addr, rpc) = if config.rpc.enabled {
-            let context = rpc::RpcContext {
+        // The RPC's view of the node serves the dashboard too, with or
+        // without the JSON-RPC server.
+        let context = {
+            rpc::RpcContext {
                 store,
                 mempool,
                 network: network.clone(),
@@ -322,8 +324,10 @@ impl Node {
                 consensus: queries_tx,
                 peer_view,
                 traces,
-            };
-            let (addr, handle) = rpc::start(&config.rpc, context).await?;
+            }
+        };
+        let (rpc_addr, rpc) = if config.rpc.enabled {
+            let (addr, handle) = rpc::start(&config.rpc, context.clone()).await?;
             info!("JSON-RPC listening on http://{addr} (WebSocket: ws://{addr})");
             (Some(addr), Some(handle))
         } else {
@@ -331,9 +335,18 @@ impl Node {
         };
 
         let (metrics_addr, metrics_tasks) = if config.metrics.enabled {
-            let (addr, server) =
-                crate::metrics::server::start(config.metrics.listen, Arc::new(registry)).await?;
-            info!("metrics at http://{addr}/metrics");
+            let dashboard = Arc::new(crate::metrics::dashboard::Dashboard {
+                context,
+                moniker: config.node.moniker.clone(),
+                txs_committed: metrics.ledger.txs_committed.clone(),
+            });
+            let (addr, server) = crate::metrics::server::start(
+                config.metrics.listen,
+                Arc::new(registry),
+                Some(dashboard),
+            )
+            .await?;
+            info!("metrics at http://{addr}/metrics (dashboard: http://{addr}/dashboard)");
             let watch = crate::metrics::watch_store_size(
                 home.store_dir(),
                 metrics.ledger.store_bytes.clone(),

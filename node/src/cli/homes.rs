@@ -141,6 +141,20 @@ pub fn testnet(
     Ok((generated.genesis, nodes))
 }
 
+/// The dashboard of `nodes[0]` showing every node (their metrics origins
+/// in `?nodes=`).
+pub fn dashboard_url(nodes: &[TestnetNode]) -> String {
+    let origins: Vec<&str> = nodes
+        .iter()
+        .map(|n| n.metrics.trim_end_matches("/metrics"))
+        .collect();
+    format!(
+        "{}/dashboard?nodes={}",
+        origins.first().copied().unwrap_or_default(),
+        origins.join(",")
+    )
+}
+
 /// Initialises a home: validator key (unless `full_node`), node key,
 /// genesis (the given one, or a new one-validator chain with the dev
 /// accounts funded) and a documented config.toml. Refuses to overwrite.

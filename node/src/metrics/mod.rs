@@ -7,6 +7,7 @@
 //!
 //! `docs/OPERATIONS.md` lists every metric; [`server`] serves them.
 
+pub mod dashboard;
 pub mod server;
 
 use prometheus_client::encoding::EncodeLabelSet;

@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::dashboard::{Dashboard, PAGE};
+
 /// What Prometheus asks for and this encoder writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Scrapers served at once; a connection beyond is closed.
@@ -61,6 +63,7 @@ type Body = http_body_util::Full<Bytes>;
 pub async fn start(
     listen: SocketAddr,
     registry: Arc<Registry>,
+    dashboard: Option<Arc<Dashboard>>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen)
         .await
@@ -82,11 +85,20 @@ pub async fn start(
                 debug!(%peer, "metrics: every connection slot is taken; closing");
                 continue;
             };
-            let (registry, cache) = (registry.clone(), cache.clone());
+            let (registry, cache, dashboard) = (registry.clone(), cache.clone(), dashboard.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let (registry, cache) = (registry.clone(), cache.clone());
-                    async move { Ok::<_, Infallible>(answer(&request, &registry, &cache)) }
+                    let (registry, cache, dashboard) =
+                        (registry.clone(), cache.clone(), dashboard.clone());
+                    async move {
+                        let answer = match dashboard {
+                            Some(d) if request.uri().path().starts_with("/dashboard") => {
+                                answer_dashboard(&request, &d).await
+                            }
+                            _ => answer(&request, &registry, &cache),
+                        };
+                        Ok::<_, Infallible>(answer)
+                    }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -103,6 +115,46 @@ pub async fn start(
         }
     });
     Ok((addr, task))
+}
+
+/// The dashboard's page and its read-only JSON, for any origin.
+async fn answer_dashboard(request: &Request<Incoming>, dashboard: &Dashboard) -> Response<Body> {
+    let reply = |status: StatusCode, kind: &str, body: Bytes| {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, kind)
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::new(body))
+            .unwrap_or_default()
+    };
+    if request.method() != Method::GET {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", Bytes::new());
+    }
+    let json = |value: serde_json::Value| {
+        reply(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from(value.to_string()),
+        )
+    };
+    match request.uri().path() {
+        "/dashboard" | "/dashboard/" => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(PAGE.as_bytes()),
+        ),
+        "/dashboard/state.json" => json(dashboard.state().await),
+        "/dashboard/trace" => {
+            let hash = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("hash=")))
+                .unwrap_or_default();
+            json(dashboard.trace(hash).await)
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
+    }
 }
 
 fn answer(request: &Request<Incoming>, registry: &Registry, cache: &Cache) -> Response<Body> {
@@ -160,6 +212,7 @@ mod tests {
         let (addr, task) = start(
             "127.0.0.1:0".parse().expect("addr"),
             Arc::new(Registry::default()),
+            None,
         )
         .await
         .expect("start");

@@ -2,6 +2,7 @@
 //! real `tally` processes on loopback (ports picked at run time).
 
 mod chain;
+mod dashboard;
 mod dev;
 mod harness;
 mod hostile;
