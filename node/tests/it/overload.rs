@@ -32,6 +32,8 @@ fn paying(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gapped_transactions_cannot_lock_a_dev_chain() {
+    // It loads both cores: never beside a multi-node test.
+    let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
     let mut node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
@@ -174,6 +176,8 @@ async fn gapped_transactions_cannot_lock_a_dev_chain() {
 /// (restarted, smaller) pool is reported dropped with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_transfers_survive_kill9_in_the_journal() {
+    // It loads both cores: never beside a multi-node test.
+    let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("dev");
     let mut node = NodeProc::spawn("dev", &home, "dev", crate::harness::DEV_ARGS);
