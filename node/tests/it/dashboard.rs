@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{NodeProc, client, rpc_url, run, wait_height};
+use crate::harness::{NodeProc, client, rpc_url, wait_height};
 
 fn chromium() -> Option<String> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -70,21 +70,7 @@ async fn the_dashboard_shows_every_node_live_in_a_browser() {
     };
     let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("net");
-    let out_s = out.display().to_string();
-    run(&[
-        "testnet",
-        "--validators",
-        "4",
-        "--out",
-        &out_s,
-        "--free-ports",
-        "--block-interval-ms",
-        "100",
-        "--empty-block-interval-ms",
-        "0",
-    ]);
-    let homes: Vec<PathBuf> = (0..4).map(|i| out.join(format!("node{i}"))).collect();
+    let homes = crate::harness::four_validator_homes(dir.path());
     let nodes: Vec<NodeProc> = homes
         .iter()
         .enumerate()

@@ -42,6 +42,26 @@ pub fn run(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
+/// `tally testnet` of four validators under `dir` (every port free, 100 ms
+/// blocks, empty blocks whenever due, so heights keep coming): the homes.
+pub fn four_validator_homes(dir: &Path) -> Vec<PathBuf> {
+    let out = dir.join("net");
+    let out_s = out.display().to_string();
+    run(&[
+        "testnet",
+        "--validators",
+        "4",
+        "--out",
+        &out_s,
+        "--free-ports",
+        "--block-interval-ms",
+        "100",
+        "--empty-block-interval-ms",
+        "0",
+    ]);
+    (0..4).map(|i| out.join(format!("node{i}"))).collect()
+}
+
 /// A `tally start` process.
 #[derive(Debug)]
 pub struct NodeProc {

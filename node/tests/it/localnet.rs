@@ -17,29 +17,13 @@ use crate::harness::{
     wait_for, wait_height,
 };
 
-const N: usize = 4;
 const LONG: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
     let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("net");
-    let out_s = out.display().to_string();
-    run(&[
-        "testnet",
-        "--validators",
-        "4",
-        "--out",
-        &out_s,
-        "--free-ports",
-        "--block-interval-ms",
-        "100",
-        // Empty blocks keep coming, so the full node has 100 to sync soon.
-        "--empty-block-interval-ms",
-        "0",
-    ]);
-    let homes: Vec<PathBuf> = (0..N).map(|i| out.join(format!("node{i}"))).collect();
+    let homes = crate::harness::four_validator_homes(dir.path());
     let urls: Vec<String> = homes.iter().map(|h| rpc_url(h)).collect();
     let mut nodes: Vec<NodeProc> = homes
         .iter()
@@ -333,21 +317,7 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
 async fn a_lock_without_a_decision_survives_a_restart_of_every_validator() {
     let _heavy = crate::harness::heavy().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("net");
-    let out_s = out.display().to_string();
-    run(&[
-        "testnet",
-        "--validators",
-        "4",
-        "--out",
-        &out_s,
-        "--free-ports",
-        "--block-interval-ms",
-        "100",
-        "--empty-block-interval-ms",
-        "0",
-    ]);
-    let homes: Vec<PathBuf> = (0..N).map(|i| out.join(format!("node{i}"))).collect();
+    let homes = crate::harness::four_validator_homes(dir.path());
     let withhold = [(tally_node::node::WITHHOLD_PRECOMMITS_VAR, "1")];
     let mut nodes: Vec<NodeProc> = homes
         .iter()
