@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Tally's build needs when they are missing:
 # clang and libclang (bindgen generates RocksDB's bindings with them), and,
-# as root, Chromium for the dashboard test (TALLY_BROWSER_TESTS=0: not).
+# as root, Chromium for the dashboard test (TALLY_BROWSER_TESTS=0: not) and
+# iproute2, nftables and faketime for `tally netns` and its tests
+# (TALLY_NETNS_TESTS=0: not).
 # Debian/Ubuntu only; runs apt-get as root (or through sudo).
 set -euo pipefail
 
@@ -21,6 +23,14 @@ missing=()
 if [ "$(id -u)" -eq 0 ] && [ "${TALLY_BROWSER_TESTS:-1}" != 0 ] \
    && ! command -v chromium >/dev/null 2>&1; then
   missing+=(chromium)
+fi
+# The netns testnet's tools: namespaces and tc (iproute2), partitions, loss
+# and NAT (nftables), a node's clock offset (faketime's libfaketime).
+if [ "$(id -u)" -eq 0 ] && [ "${TALLY_NETNS_TESTS:-1}" != 0 ]; then
+  PATH="$PATH:/usr/sbin:/sbin"
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nft >/dev/null 2>&1 || missing+=(nftables)
+  compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketime)
 fi
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 have_libclang || missing+=(libclang-dev)

@@ -7,10 +7,12 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
-use tally_genesis::{ConsensusParams, Genesis, dev_keys};
+use tally_genesis::{Genesis, dev_keys};
 use tally_ledger::{Address, Hash, SecretKey, Transaction};
+use tally_node::cli::ParamArgs;
 use tally_node::cli::homes::{self, Ports};
 use tally_node::cli::localnet;
+use tally_node::cli::netns::NetnsCommand;
 use tally_node::config::{Config, Home, LogFormat};
 use tally_node::node::{Node, shutdown_signal};
 use tally_rpc::TallyApiClient;
@@ -132,6 +134,10 @@ enum Command {
     Query(QueryCommand),
     /// Load generator: submits pre-signed transfers and measures the chain.
     Bench(BenchArgs),
+    /// A testnet whose nodes each run on their own emulated host (a network
+    /// namespace), and the network faults to put on it. Linux, as root.
+    #[command(subcommand)]
+    Netns(NetnsCommand),
     /// Delete a home's chain data (the store) so the node syncs again.
     Reset {
         #[arg(long)]
@@ -144,36 +150,6 @@ enum Command {
         #[arg(long)]
         signing_state: bool,
     },
-}
-
-/// Consensus parameters of generated genesis files.
-#[derive(Debug, Args)]
-struct ParamArgs {
-    /// Minimum time between blocks (ms).
-    #[arg(long)]
-    block_interval_ms: Option<u64>,
-    /// Most transactions per block.
-    #[arg(long)]
-    max_block_txs: Option<u32>,
-    /// With no transaction waiting, at most one empty block per this many ms (0: no wait).
-    #[arg(long)]
-    empty_block_interval_ms: Option<u64>,
-}
-
-impl ParamArgs {
-    fn params(&self) -> ConsensusParams {
-        let mut params = ConsensusParams::default();
-        if let Some(ms) = self.block_interval_ms {
-            params.block_interval_ms = ms;
-        }
-        if let Some(n) = self.max_block_txs {
-            params.max_block_txs = n;
-        }
-        if let Some(ms) = self.empty_block_interval_ms {
-            params.empty_block_interval_ms = ms;
-        }
-        params
-    }
 }
 
 #[derive(Debug, Args)]
@@ -671,6 +647,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("wrote {}", out.display());
             }
         }
+        Command::Netns(command) => command.run()?,
         Command::Reset {
             home,
             yes_delete_chain_data,

@@ -2,7 +2,7 @@
 //! genesis and their peers wired to each other for `tally testnet` and
 //! `tally localnet`.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -86,6 +86,48 @@ impl Ports {
     }
 }
 
+/// Where one node of a testnet listens and is dialled.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The IP address the node's p2p listens on and the others dial.
+    pub host: String,
+    pub p2p_port: u16,
+    pub rpc: SocketAddr,
+    pub metrics: SocketAddr,
+    /// Whether the others can dial it (false behind a NAT): only those go
+    /// into the others' bootstrap lists.
+    pub dialable: bool,
+}
+
+impl Endpoint {
+    /// The address the others dial it at.
+    pub fn p2p_addr(&self, peer: &PeerId) -> String {
+        format!("/ip4/{}/tcp/{}/p2p/{peer}", self.host, self.p2p_port)
+    }
+}
+
+impl Ports {
+    /// One endpoint per node.
+    pub fn endpoints(&self) -> anyhow::Result<Vec<Endpoint>> {
+        let addr = |port: u16| -> anyhow::Result<SocketAddr> {
+            format!("{}:{port}", self.rpc_host)
+                .parse()
+                .with_context(|| format!("bad RPC host {:?}", self.rpc_host))
+        };
+        (0..self.p2p.len())
+            .map(|i| {
+                Ok(Endpoint {
+                    host: self.host.clone(),
+                    p2p_port: self.p2p[i],
+                    rpc: addr(self.rpc[i])?,
+                    metrics: addr(self.metrics[i])?,
+                    dialable: true,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A generated testnet node.
 #[derive(Clone, Debug)]
 pub struct TestnetNode {
@@ -105,6 +147,19 @@ pub fn testnet(
     out: &Path,
     ports: &Ports,
 ) -> anyhow::Result<(Genesis, Vec<TestnetNode>)> {
+    testnet_at(chain_id, params, out, &ports.endpoints()?[..n])
+}
+
+/// Generates one validator home per endpoint under `out` sharing one
+/// genesis, each with a node key and a config.toml listing every other
+/// dialable node as a peer.
+pub fn testnet_at(
+    chain_id: u64,
+    params: ConsensusParams,
+    out: &Path,
+    endpoints: &[Endpoint],
+) -> anyhow::Result<(Genesis, Vec<TestnetNode>)> {
+    let n = endpoints.len();
     let generated = generate_testnet(n, chain_id, params, out)
         .with_context(|| format!("generating a testnet in {}", out.display()))?;
     let homes: Vec<Home> = generated.homes.iter().map(Home::new).collect();
@@ -112,29 +167,24 @@ pub fn testnet(
         .iter()
         .map(node_peer_id)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (host, rpc_host) = (&ports.host, &ports.rpc_host);
     let mut nodes = Vec::with_capacity(n);
-    for (i, home) in homes.iter().enumerate() {
+    for (i, (home, at)) in homes.iter().zip(endpoints).enumerate() {
         let mut config = Config::default();
         config.node.moniker = format!("node{i}");
-        config.p2p.listen = vec![format!("/ip4/{host}/tcp/{}", ports.p2p[i])];
+        config.p2p.listen = vec![format!("/ip4/{}/tcp/{}", at.host, at.p2p_port)];
         config.p2p.bootstrap = (0..n)
-            .filter(|&j| j != i)
-            .map(|j| format!("/ip4/{host}/tcp/{}/p2p/{}", ports.p2p[j], peer_ids[j]))
+            .filter(|&j| j != i && endpoints[j].dialable)
+            .map(|j| endpoints[j].p2p_addr(&peer_ids[j]))
             .collect();
-        config.rpc.listen = format!("{rpc_host}:{}", ports.rpc[i])
-            .parse()
-            .with_context(|| format!("bad RPC host {rpc_host:?}"))?;
+        config.rpc.listen = at.rpc;
         config.metrics.enabled = true;
-        config.metrics.listen = format!("{rpc_host}:{}", ports.metrics[i])
-            .parse()
-            .with_context(|| format!("bad RPC host {rpc_host:?}"))?;
+        config.metrics.listen = at.metrics;
         config.save_new(&home.config_file())?;
         nodes.push(TestnetNode {
             home: home.root.clone(),
             peer_id: peer_ids[i],
-            rpc: format!("http://{rpc_host}:{}", ports.rpc[i]),
-            metrics: format!("http://{rpc_host}:{}/metrics", ports.metrics[i]),
+            rpc: format!("http://{}", at.rpc),
+            metrics: format!("http://{}/metrics", at.metrics),
             validator: generated.validator_keys[i].address(),
         });
     }

@@ -435,6 +435,80 @@ impl Load {
     }
 }
 
+/// The invariants after a load under faults, once the load has stopped:
+/// the mempools drain; every transfer that got a hash back is committed,
+/// at the same place on every node, or reported dropped by the node that
+/// accepted it (none stranded); the load's accounts have the same balance
+/// and nonce everywhere; no node saw a validator sign two conflicting
+/// messages (`logs`: each node's name and log). Returns how many were
+/// committed.
+pub async fn assert_settled(
+    clients: &[HttpClient],
+    accepted: &[Hash],
+    origins: &[Origin],
+    logs: &[(String, String)],
+) -> usize {
+    assert!(
+        accepted.len() > 50,
+        "only {} transfers accepted",
+        accepted.len()
+    );
+    for c in clients {
+        wait_for("mempool to drain", Duration::from_secs(90), || async {
+            c.status().await.ok().filter(|s| s.mempool_size == 0)
+        })
+        .await;
+    }
+    let on_chain = committed(&clients[0], accepted).await;
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        let theirs = committed(c, accepted).await;
+        assert!(theirs == on_chain, "node{i} has other transfers committed");
+    }
+    let mut dropped = 0;
+    let mut stranded = Vec::new();
+    for (hash, origin) in accepted.iter().zip(origins) {
+        if on_chain.contains_key(hash) {
+            continue;
+        }
+        let info = clients[origin.node]
+            .get_transaction(hash.to_string())
+            .await
+            .expect("rpc");
+        match info.status {
+            tally_rpc::TxStatusInfo::Dropped { .. } => dropped += 1,
+            other => stranded.push((*hash, origin.node, other)),
+        }
+    }
+    eprintln!(
+        "{} transfers accepted: {} committed, {dropped} reported dropped, {} stranded",
+        accepted.len(),
+        on_chain.len(),
+        stranded.len()
+    );
+    assert!(stranded.is_empty(), "accepted but lost: {stranded:?}");
+    let keys = dev_keys();
+    let mut watched: Vec<Address> = keys[..8].iter().map(|k| k.address()).collect();
+    watched.push(Address([0x42; 20]));
+    for address in &watched {
+        let mut balances = Vec::new();
+        for c in clients {
+            let a = c.get_account(address.to_string()).await.expect("account");
+            balances.push((a.balance, a.nonce));
+        }
+        assert!(
+            balances.windows(2).all(|w| w[0] == w[1]),
+            "balances of {address} differ: {balances:?}"
+        );
+    }
+    for (name, log) in logs {
+        assert!(
+            !log.contains("signed conflicting messages"),
+            "{name} saw a double sign"
+        );
+    }
+    on_chain.len()
+}
+
 /// Which of `hashes` are committed, and where, according to `client`.
 pub async fn committed(client: &HttpClient, hashes: &[Hash]) -> BTreeMap<Hash, TxLocation> {
     let mut out = BTreeMap::new();

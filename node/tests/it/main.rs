@@ -1,5 +1,6 @@
 //! Integration tests of the node crate: the consensus glue in process, and
-//! real `tally` processes on loopback (ports picked at run time).
+//! real `tally` processes on loopback (ports picked at run time) and on
+//! emulated hosts in network namespaces.
 
 mod chain;
 mod dashboard;
@@ -9,5 +10,6 @@ mod hostile;
 mod inprocess;
 mod localnet;
 mod metrics;
+mod netns;
 mod overload;
 mod rpc;
