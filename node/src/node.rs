@@ -191,6 +191,14 @@ impl Node {
                 None if tip.height > 0 && validator.is_some_and(|v| genesis_set.contains(&v)) => {
                     Some(lost_signing_state(path, tip.height, options)?)
                 }
+                None if tip.height == 0 => {
+                    // Written before the first block can arrive: from now
+                    // on a store with blocks and no signing state always
+                    // means a lost file. (A validator that synced blocks
+                    // but had not signed yet was refused at restart.)
+                    signing::save(path, &signing::SigningState::empty())?;
+                    None
+                }
                 None => None,
             },
             None => None,

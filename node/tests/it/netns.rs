@@ -166,14 +166,24 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // The homes go with the testnet: keep the logs, and show the
+            // end of each (and any panic of a node).
+            let keep = std::env::temp_dir().join(format!("tally-netns-logs-{}", self.state.name));
+            let _ = std::fs::create_dir_all(&keep);
             for i in 0..self.state.nodes.len() {
                 let log = self.log(i);
-                let tail: Vec<&str> = log.lines().rev().take(25).collect();
-                eprintln!("--- node{i} log (last lines) ---");
-                for line in tail.iter().rev() {
+                let _ = std::fs::write(keep.join(format!("node{i}.log")), &log);
+                let lines: Vec<&str> = log.lines().collect();
+                let end = lines
+                    .iter()
+                    .position(|l| l.contains("panicked at"))
+                    .map_or(lines.len(), |p| p + 2);
+                eprintln!("--- node{i} log (to line {end}) ---");
+                for line in &lines[end.saturating_sub(25)..end.min(lines.len())] {
                     eprintln!("{line}");
                 }
             }
+            eprintln!("the nodes' whole logs are in {}", keep.display());
         }
         let _ = tally()
             .args(["netns", "down", "--name", &self.state.name])
@@ -319,9 +329,10 @@ async fn seven_hosts_survive_two_crashes_and_an_isolated_proposer() {
     let top = net.top(0..5).await;
     net.advance(all.clone(), top, RESUME).await;
 
-    // The proposer of the height in progress is cut off: the other six
-    // time out its round, the next proposer's block is decided, and the
-    // isolated node catches up once healed.
+    // The proposer of the height in progress is cut off. The other six go
+    // on: eight heights later (proposers rotate through all seven) the
+    // isolated one was the proposer at least once more, and its rounds
+    // timed out into the next proposer's.
     let state = net.clients[0]
         .consensus_state()
         .await
@@ -334,16 +345,27 @@ async fn seven_hosts_survive_two_crashes_and_an_isolated_proposer() {
         }
     }
     let isolated = isolated.expect("the proposer is one of the nodes");
-    net.fault(&["partition", &isolated.to_string()]);
     let others: Vec<usize> = all.clone().filter(|&i| i != isolated).collect();
+    let watcher = others[0];
+    let mark = net.log(watcher).len();
+    net.fault(&["partition", &isolated.to_string()]);
     let start = Instant::now();
     for &i in &others {
-        net.advance(i..i + 1, state.height + 1, RESUME).await;
+        net.advance(i..i + 1, state.height + 8, RESUME).await;
     }
+    let late_rounds = net.log(watcher)[mark..]
+        .lines()
+        .filter(|l| l.contains("decided height=") && !l.contains(" round=0 "))
+        .count();
     eprintln!(
-        "proposer node{isolated} of height {} isolated: the other six decided it without it in {:?}",
+        "proposer node{isolated} of height {} isolated: the other six made 8 heights in {:?} \
+         (node{watcher} decided {late_rounds} of them after round 0)",
         state.height,
         start.elapsed()
+    );
+    assert!(
+        late_rounds > 0,
+        "no height needed a second round with its proposer cut off"
     );
     net.fault(&["heal"]);
     let top = net.top(all.clone()).await;
