@@ -130,6 +130,8 @@ impl Node {
             max_outbound: config.p2p.max_outbound,
             max_inbound_per_ip: config.p2p.max_inbound_per_ip,
             banned_identities_per_host: config.p2p.banned_identities_per_host,
+            relay_server: config.p2p.relay_server,
+            use_relays: config.p2p.use_relays,
             ..tally_p2p::Config::default()
         };
         // Every family is registered before the registry is shared; the

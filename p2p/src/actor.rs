@@ -16,11 +16,12 @@ use libp2p::metrics::{Recorder, Registry};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder,
     core::ConnectedPoint,
+    dcutr,
     gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash},
     identify,
     identity::Keypair,
     multiaddr::Protocol,
-    noise, request_response,
+    noise, relay, request_response,
     swarm::{
         ConnectionId, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
@@ -114,7 +115,53 @@ struct Actor {
     metrics: P2pMetrics,
     /// Each connected peer's first connection and traffic.
     peer_meta: HashMap<PeerId, PeerMeta>,
+    /// Relays we hold a reservation on (or asked for one), with the
+    /// listener of the circuit address (`use_relays`).
+    relays: HashMap<PeerId, libp2p::core::transport::ListenerId>,
+    /// Peers holding a reservation on this node's relay.
+    reserved_here: HashSet<PeerId>,
+    /// Relayed connections to close once the hole-punched direct one has
+    /// had time to take over.
+    close_relayed: Vec<(Instant, PeerId)>,
     config: Config,
+}
+
+/// Reservations a node behind NAT holds at once.
+const MAX_RELAYS: usize = 2;
+/// How long a relayed connection stays after a hole punch replaced it.
+const RELAYED_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether `addr` goes through a relay.
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// A circuit address `<relay addr>/p2p/<relay>/p2p-circuit[/p2p/<peer>]`
+/// split into the relay's address (without its id) and the relay; None if it
+/// is not exactly that shape or names another peer as the destination.
+fn circuit_parts(addr: &Multiaddr, peer: &PeerId) -> Option<(Multiaddr, PeerId)> {
+    let parts: Vec<Protocol> = addr.iter().collect();
+    let circuit = parts
+        .iter()
+        .position(|p| matches!(p, Protocol::P2pCircuit))?;
+    if parts
+        .iter()
+        .filter(|p| matches!(p, Protocol::P2pCircuit))
+        .count()
+        != 1
+    {
+        return None;
+    }
+    match &parts[circuit + 1..] {
+        [] => {}
+        [Protocol::P2p(dest)] if dest == peer => {}
+        _ => return None,
+    }
+    let (relay_part, relay) = match parts[..circuit].split_last()? {
+        (Protocol::P2p(relay), rest) => (rest.iter().cloned().collect::<Multiaddr>(), *relay),
+        _ => return None,
+    };
+    (relay != *peer && !is_circuit(&relay_part)).then_some((relay_part, relay))
 }
 
 pub(crate) async fn spawn(
@@ -227,6 +274,9 @@ pub(crate) async fn spawn(
         libp2p_metrics,
         metrics,
         peer_meta: HashMap::new(),
+        relays: HashMap::new(),
+        reserved_here: HashSet::new(),
+        close_relayed: Vec::new(),
         config,
     };
     tokio::spawn(actor.run());
@@ -256,16 +306,28 @@ fn build_swarm(
         .map_err(|e| Error::Transport(e.to_string()))?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
+    // The relay client's transport (dialling and listening through relays)
+    // comes with its behaviour, which only exists from here on.
+    let builder = builder
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let mut behaviour = behaviour;
     // Bandwidth is counted on the transport (per protocol and direction).
     let swarm = match registry {
         Some(registry) => builder
             .with_bandwidth_metrics(registry)
-            .with_behaviour(move |_| behaviour)
+            .with_behaviour(move |_, client| {
+                behaviour.relay_client = Some(client).into();
+                behaviour
+            })
             .map_err(|e| Error::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
         None => builder
-            .with_behaviour(move |_| behaviour)
+            .with_behaviour(move |_, client| {
+                behaviour.relay_client = Some(client).into();
+                behaviour
+            })
             .map_err(|e| Error::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
@@ -333,10 +395,14 @@ fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
+/// `addr` without its trailing `/p2p/<id>` (a circuit address keeps its
+/// relay's id).
 fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
+    let mut addr = addr.clone();
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
 }
 
 fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
@@ -422,6 +488,8 @@ impl Actor {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => metrics.record(e),
                 _ => {}
             }
         }
@@ -429,6 +497,27 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::BlockSync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                info!(relay = %relay_peer_id, "reserved a slot on a relay: reachable through it");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                debug!(addr = %event.tested_addr, server = %event.server, ok = event.result.is_ok(), "autonat probe");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                self.relays.retain(|_, id| *id != listener_id);
+            }
             SwarmEvent::Behaviour(_) => {}
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -437,8 +526,13 @@ impl Actor {
                 num_established,
                 ..
             } => {
+                // A relayed connection's listener side knows only the
+                // dialler's id as its address: keep the circuit it came in on.
                 let addr = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+                        local_addr.clone()
+                    }
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 debug!(peer = %peer_id, %addr, "connection established");
@@ -746,7 +840,12 @@ impl Actor {
     }
 
     fn on_identify(&mut self, event: identify::Event) {
-        let identify::Event::Received { peer_id, info, .. } = event else {
+        let identify::Event::Received {
+            peer_id,
+            info,
+            connection_id,
+        } = event
+        else {
             return;
         };
         if !info.protocols.contains(&self.kad_protocol) {
@@ -765,17 +864,109 @@ impl Actor {
             .flat_map(|c| c.values())
             .filter_map(host_of)
             .collect();
+        let mut direct_addr = None;
         for addr in info.listen_addrs {
-            if host_of(&addr).is_some_and(|host| seen.contains(&host)) {
+            let usable = if is_circuit(&addr) {
+                self.relay_vouches(&addr, &peer_id)
+            } else {
+                host_of(&addr).is_some_and(|host| seen.contains(&host))
+            };
+            if usable {
+                if !is_circuit(&addr) && direct_addr.is_none() {
+                    direct_addr = Some(addr.clone());
+                }
                 let _ = self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             } else {
                 debug!(peer = %peer_id, %addr, "identify: not adding an address the peer is not seen at");
+            }
+        }
+        if self.config.use_relays
+            && self.relays.len() < MAX_RELAYS
+            && !self.relays.contains_key(&peer_id)
+            && info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+        {
+            // Only over a direct connection: a relay seen through another
+            // relay is no use.
+            let direct = self
+                .connected
+                .get(&peer_id)
+                .and_then(|c| c.get(&connection_id))
+                .is_some_and(|a| !is_circuit(a));
+            if let Some(addr) = direct_addr.filter(|_| direct) {
+                self.reserve_on(peer_id, addr);
             }
         }
         // A new peer may know peers we do not: look soon, but coalesce the
         // lookups of a burst of new connections into one.
         self.discovery_soon
             .get_or_insert_with(|| Instant::now() + Duration::from_millis(300));
+    }
+
+    /// Whether a circuit address a peer announces goes through a relay we
+    /// can vouch for: one we reach directly at the host in the address, or
+    /// this node when the peer holds a reservation here. Anything else would
+    /// let a peer point others at a relay of its choosing.
+    fn relay_vouches(&self, addr: &Multiaddr, peer: &PeerId) -> bool {
+        let Some((relay_addr, relay)) = circuit_parts(addr, peer) else {
+            return false;
+        };
+        if relay == self.local_peer_id {
+            return self.reserved_here.contains(peer);
+        }
+        let Some(host) = host_of(&relay_addr) else {
+            return false;
+        };
+        self.connected
+            .get(&relay)
+            .into_iter()
+            .flat_map(|c| c.values())
+            .any(|a| !is_circuit(a) && host_of(a) == Some(host))
+    }
+
+    /// Asks `relay`, reachable at its listen address `relay_addr`, for a
+    /// slot, by listening on a circuit address through it.
+    fn reserve_on(&mut self, relay: PeerId, relay_addr: Multiaddr) {
+        let circuit = without_peer_id(&relay_addr)
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                info!(%relay, addr = %circuit, "asking a relay for a slot");
+                self.relays.insert(relay, id);
+            }
+            Err(error) => debug!(%relay, %error, "could not listen through a relay"),
+        }
+    }
+
+    fn on_relay(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                debug!(peer = %src_peer_id, "relay: reservation accepted");
+                self.reserved_here.insert(src_peer_id);
+            }
+            relay::Event::ReservationTimedOut { src_peer_id }
+            | relay::Event::ReservationClosed { src_peer_id } => {
+                self.reserved_here.remove(&src_peer_id);
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit opened"),
+            _ => {}
+        }
+    }
+
+    fn on_dcutr(&mut self, event: dcutr::Event) {
+        match event.result {
+            Ok(connection) => {
+                info!(peer = %event.remote_peer_id, ?connection, "hole punched: direct connection");
+                self.close_relayed
+                    .push((Instant::now() + RELAYED_GRACE, event.remote_peer_id));
+            }
+            Err(error) => {
+                info!(peer = %event.remote_peer_id, %error, "hole punch failed: staying relayed");
+            }
+        }
     }
 
     /// Returns the reply of a shutdown command, which ends the loop.
@@ -983,6 +1174,26 @@ impl Actor {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.close_relayed.drain(..).partition(|(at, _)| *at <= now);
+        self.close_relayed = later;
+        for (_, peer) in due {
+            let Some(conns) = self.connected.get(&peer) else {
+                continue;
+            };
+            let direct = conns.values().any(|a| !is_circuit(a));
+            let relayed: Vec<ConnectionId> = conns
+                .iter()
+                .filter(|(_, a)| is_circuit(a))
+                .map(|(id, _)| *id)
+                .collect();
+            if direct {
+                for id in relayed {
+                    self.swarm.close_connection(id);
+                }
+            }
+        }
 
         let expired: Vec<PeerId> = self
             .bans

@@ -2,18 +2,19 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroU32,
     sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
 
 use libp2p::metrics::Registry;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits,
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr,
     gossipsub::{self, MessageAuthenticity, TopicHash, ValidationMode},
     identify,
     identity::Keypair,
-    kad, ping, request_response,
-    swarm::NetworkBehaviour,
+    kad, ping, relay, request_response,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
 };
 use sha3::{Digest, Keccak256};
 
@@ -34,6 +35,52 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Circuit relay v2 server (`relay_server`).
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Its client: set by `build_swarm`, which makes it with its transport.
+    pub(crate) relay_client: Toggle<relay::client::Behaviour>,
+    /// Hole punching over relayed connections.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// AutoNAT v2: a node behind NAT has peers dial its candidate addresses
+    /// back, to learn which (if any) are reachable; relays do the dialling.
+    pub(crate) autonat: Toggle<autonat::v2::client::Behaviour>,
+    pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
+}
+
+/// The relay's limits. libp2p's defaults (2 minutes and 128 KiB per
+/// circuit) only carry hole-punch coordination; a validator behind NAT whose
+/// hole punch fails carries its consensus traffic over the circuit, so
+/// circuits last a day and carry up to 4 GiB. What bounds the cost to the
+/// relay is the number of reservations and circuits, per peer and in all,
+/// and the rate at which one IP may open circuits.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_reservations: 64,
+        max_reservations_per_peer: 2,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: 128,
+        max_circuits_per_peer: 16,
+        max_circuit_duration: Duration::from_secs(24 * 3600),
+        max_circuit_bytes: 4 << 30,
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+    }
+    .reservation_rate_per_peer(
+        NonZeroU32::new(30).expect("non-zero"),
+        Duration::from_secs(120),
+    )
+    .reservation_rate_per_ip(
+        NonZeroU32::new(60).expect("non-zero"),
+        Duration::from_secs(60),
+    )
+    .circuit_src_per_peer(
+        NonZeroU32::new(30).expect("non-zero"),
+        Duration::from_secs(120),
+    )
+    .circuit_src_per_ip(
+        NonZeroU32::new(60).expect("non-zero"),
+        Duration::from_secs(60),
+    )
 }
 
 pub(crate) struct Protocols {
@@ -141,7 +188,9 @@ pub(crate) fn build(
             format!("{}/1", chain_prefix(config.chain_id, &config.genesis_hash)),
             key.public(),
         )
-        .with_agent_version(format!("tally/{}", env!("CARGO_PKG_VERSION"))),
+        .with_agent_version(format!("tally/{}", env!("CARGO_PKG_VERSION")))
+        // A node behind NAT that got a relay slot tells its peers at once.
+        .with_push_listen_addr_updates(true),
     );
 
     let mut kad_config = kad::Config::new(protocols.kad.clone());
@@ -162,6 +211,20 @@ pub(crate) fn build(
         identify,
         ping: ping::Behaviour::default(),
         kad,
+        relay: config
+            .relay_server
+            .then(|| relay::Behaviour::new(local, relay_config()))
+            .into(),
+        relay_client: None.into(),
+        dcutr: dcutr::Behaviour::new(local),
+        autonat: config
+            .use_relays
+            .then(autonat::v2::client::Behaviour::default)
+            .into(),
+        autonat_server: config
+            .relay_server
+            .then(autonat::v2::server::Behaviour::default)
+            .into(),
     })
 }
 

@@ -53,9 +53,19 @@ pub struct Config {
     /// Once this many identities seen at one host are banned, the host's
     /// new inbound identities are refused until those bans expire (0: off).
     pub banned_identities_per_host: usize,
-    /// Established connections to one peer (2 lets simultaneous dials from
-    /// both sides succeed).
+    /// Established connections to one peer (3: simultaneous dials from
+    /// both sides, or a relayed connection, its hole-punched successor and
+    /// an AutoNAT dial-back).
     pub max_connections_per_peer: u32,
+    /// Serve circuit relay v2 to peers behind NAT (only while this node has
+    /// an external address: `external`, or one AutoNAT confirmed). It
+    /// forwards their traffic, so it costs this node bandwidth: bounded by
+    /// the circuit limits in `behaviour.rs`.
+    pub relay_server: bool,
+    /// This node is behind a NAT that lets no connection in: reserve a slot
+    /// on up to two relays among its peers, so that others reach it through
+    /// them, and let DCUtR upgrade those connections to direct ones.
+    pub use_relays: bool,
     /// Capacity of the event channel. When it is full, gossip is dropped
     /// (counted, reported to gossipsub as Ignore) instead of stalling the
     /// swarm. Request and peer events are never dropped while the receiver
@@ -99,7 +109,9 @@ impl Default for Config {
             max_outbound: 32,
             max_inbound_per_ip: 8,
             banned_identities_per_host: 3,
-            max_connections_per_peer: 2,
+            max_connections_per_peer: 3,
+            relay_server: false,
+            use_relays: false,
             event_capacity: 4096,
             heartbeat_interval: Duration::from_millis(700),
             idle_connection_timeout: Duration::from_secs(300),

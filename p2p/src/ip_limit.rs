@@ -69,8 +69,13 @@ pub(crate) fn host_of(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
-/// The IP address in `addr`, if it has one.
+/// The IP address in `addr`, if it has one. A relayed connection's
+/// (`.../p2p-circuit...`) has none of its own: the address in it is the
+/// relay's, which must not pay for the peers it relays.
 pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),

@@ -466,3 +466,169 @@ async fn full_nodes_find_every_validator_from_one_address_and_churn_leaves_valid
     assert_settled(&net.clients[..4], &accepted, &origins, &net.logs(0..7)).await;
     assert_agreement(&net.clients).await;
 }
+
+/// A small seeded generator (xorshift), so a soak run can be replayed with
+/// its seed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Opt-in: `TALLY_SOAK=600` cycles random faults on four validators and a
+/// full node for 600 s under load, checking after each heal that every
+/// node advances within 20 s and that they agree, and the settle invariants
+/// at the end. `TALLY_SOAK_SEED` replays a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn soak_random_faults() {
+    let Some(secs) = std::env::var("TALLY_SOAK")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        eprintln!("soak_random_faults: set TALLY_SOAK=<seconds> to run it");
+        return;
+    };
+    let _heavy = crate::harness::heavy().await;
+    let Some(net) = Net::up("soak", &["--validators", "4", "--full-nodes", "1"]) else {
+        return;
+    };
+    let seed = std::env::var("TALLY_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("soak: {secs} s, seed {seed} (TALLY_SOAK_SEED={seed} replays it)");
+    let mut dice = Dice(seed);
+    let nodes = 0..5;
+    net.advance(nodes.clone(), 2, LONG).await;
+    let chain_id = net.clients[0].status().await.expect("status").chain_id;
+    let load = Load::start(net.urls(0..4), chain_id);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut rounds = 0;
+    let mut slowest = Duration::ZERO;
+    while Instant::now() < until {
+        let a = dice.below(5).to_string();
+        let b = ((dice.below(4) + 1 + a.parse::<u64>().expect("index")) % 5).to_string();
+        let percent = (10 + dice.below(40)).to_string();
+        // A fault, and what undoes it.
+        let (fault, undo): (Vec<&str>, Vec<&str>) = match dice.below(9) {
+            0 => (vec!["partition", &a, &b], vec!["heal"]),
+            1 => (vec!["partition", &a], vec!["heal"]),
+            2 => (vec!["loss", &a, &percent], vec!["heal"]),
+            3 => (vec!["loss", &a, "50", "--to", &b], vec!["heal"]),
+            4 => (vec!["limit", &a, "1mbit"], vec!["heal"]),
+            5 => (vec!["link", &a, "down"], vec!["heal"]),
+            6 => (vec!["pause", &a], vec!["resume", &a]),
+            7 => (vec!["kill", &a], vec!["start", &a]),
+            _ => (
+                vec!["restart", &a, "--clock-offset", "+5s"],
+                vec!["restart", &a],
+            ),
+        };
+        net.fault(&fault);
+        tokio::time::sleep(Duration::from_secs(3 + dice.below(10))).await;
+        net.fault(&undo);
+        let top = net.top(nodes.clone()).await;
+        let took = net.advance(nodes.clone(), top, RESUME).await;
+        slowest = slowest.max(took);
+        assert_agreement(&net.clients).await;
+        rounds += 1;
+    }
+    let (accepted, origins) = load.finish_with_origins().await;
+    let committed = assert_settled(
+        &net.clients[..4],
+        &accepted,
+        &origins,
+        &net.logs(nodes.clone()),
+    )
+    .await;
+    for node in &net.state.nodes {
+        assert_eq!(
+            scrape(&node.metrics).sum("tally_consensus_equivocations_total"),
+            0.0
+        );
+    }
+    eprintln!(
+        "soak: {rounds} faults in {secs} s (seed {seed}), every node past the tip within {slowest:?} of each heal, \
+         {committed} transfers committed, invariants held"
+    );
+}
+
+/// How `c` is connected to `peer`: "direct", "relayed" or None.
+async fn link_kind(c: &HttpClient, peer: &str) -> Option<&'static str> {
+    let peers = c.net_info().await.ok()?;
+    let p = peers.into_iter().find(|p| p.peer_id == peer)?;
+    Some(if p.addrs.iter().any(|a| !a.contains("p2p-circuit")) {
+        "direct"
+    } else {
+        "relayed"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validators_behind_nat_take_part_through_relays_and_hole_punching() {
+    let _heavy = crate::harness::heavy().await;
+    // node2 and node3 each sit behind their own masquerading NAT that lets
+    // nothing in; node0 and node1 are public and relay for them.
+    let Some(net) = Net::up("nat", &["--validators", "4", "--nat", "2"]) else {
+        return;
+    };
+    let all = 0..4;
+    net.advance(all.clone(), 3, LONG).await;
+    let chain_id = net.clients[0].status().await.expect("status").chain_id;
+    let load = Load::start(net.urls(all.clone()), chain_id);
+    let ids: Vec<String> = net.state.nodes.iter().map(|n| n.peer_id.clone()).collect();
+    // Each NATed node got a relay slot, and the two found each other
+    // (through a relay's routing table) and connected.
+    for i in 2..4 {
+        wait_for(&format!("node{i} holding a relay slot"), LONG, || {
+            let found = net.log(i).contains("reserved a slot on a relay");
+            async move { found.then_some(()) }
+        })
+        .await;
+    }
+    wait_for("node2 and node3 connected to each other", LONG, || async {
+        link_kind(&net.clients[2], &ids[3]).await
+    })
+    .await;
+    // Give a hole punch its moment, then report every link.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut report = Vec::new();
+    for i in all.clone() {
+        for j in all.clone().filter(|&j| j > i) {
+            let kind = link_kind(&net.clients[i], &ids[j]).await.unwrap_or("none");
+            report.push(format!("node{i}-node{j} {kind}"));
+        }
+    }
+    eprintln!("NAT links (node2, node3 behind NAT): {}", report.join(", "));
+    let punched = (2..4).any(|i| net.log(i).contains("hole punched: direct connection"));
+    let failed = (2..4).any(|i| net.log(i).contains("hole punch failed"));
+    eprintln!(
+        "hole punch between the NATed nodes: succeeded {punched}, a failed attempt logged {failed}"
+    );
+    // The public ones are reached directly by the NATed ones (they dial
+    // out); nobody could dial a NATed node directly.
+    for i in 2..4 {
+        for (j, id) in ids.iter().enumerate().take(2) {
+            assert_eq!(
+                link_kind(&net.clients[i], id).await,
+                Some("direct"),
+                "node{i}-node{j}"
+            );
+        }
+    }
+    let top = net.top(all.clone()).await;
+    net.advance(all.clone(), top + 5, RESUME).await;
+    let (accepted, origins) = load.finish_with_origins().await;
+    assert_settled(&net.clients, &accepted, &origins, &net.logs(all.clone())).await;
+    assert_agreement(&net.clients).await;
+}

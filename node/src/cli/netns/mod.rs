@@ -299,6 +299,21 @@ fn build(net: &mut Testnet, options: &UpOptions) -> anyhow::Result<()> {
         &net.dir,
         &endpoints[..options.validators],
     )?;
+    if options.nat > 0 {
+        // Public validators relay for those behind NAT (and say where
+        // they are reachable, which a relay needs); those behind NAT
+        // reserve slots on them.
+        for (v, at) in validators.iter().zip(&endpoints) {
+            edit_config(&v.home, |config| {
+                if at.dialable {
+                    config.p2p.external = config.p2p.listen.clone();
+                    config.p2p.relay_server = true;
+                } else {
+                    config.p2p.use_relays = true;
+                }
+            })?;
+        }
+    }
     let mut homes: Vec<(PathBuf, String)> = validators
         .iter()
         .map(|v| (v.home.clone(), v.peer_id.to_string()))
@@ -342,6 +357,15 @@ fn build(net: &mut Testnet, options: &UpOptions) -> anyhow::Result<()> {
         start_node(net, node, None)?;
     }
     wait_ready(net, Duration::from_secs(30))
+}
+
+/// Changes a generated home's config.toml.
+fn edit_config(home: &Path, change: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+    let file = Home::new(home).config_file();
+    let mut config = Config::load(&file)?;
+    change(&mut config);
+    std::fs::remove_file(&file)?;
+    config.save_new(&file)
 }
 
 /// A NAT router namespace between the hub and node `i`'s namespace `ns`.
