@@ -91,7 +91,10 @@ pub struct P2pConfig {
     pub max_inbound_per_ip: u32,
     /// Banned identities after which a host is refused (0: off).
     pub banned_identities_per_host: usize,
-    /// Relay traffic (circuit relay v2) for peers behind NAT.
+    /// Peer ids, besides the bootstrap peers', trusted with relaying, hole
+    /// punching and AutoNAT.
+    pub trusted_peers: Vec<String>,
+    /// Relay traffic (circuit relay v2) for trusted peers behind NAT.
     pub relay_server: bool,
     /// Behind a NAT that lets nothing in: be reachable through relays.
     pub use_relays: bool,
@@ -188,6 +191,7 @@ impl Default for P2pConfig {
             max_outbound: 16,
             max_inbound_per_ip: 8,
             banned_identities_per_host: 3,
+            trusted_peers: Vec::new(),
             relay_server: false,
             use_relays: false,
         }
@@ -336,13 +340,18 @@ max_inbound_per_ip = {max_inbound_per_ip}
 # one IP address (IPv6: its /64) are banned, new inbound peers from there are
 # refused until those bans expire (bootstrap peers still get in). 0: off.
 banned_identities_per_host = {banned_identities_per_host}
-# Serve circuit relay v2 to peers behind NAT (only while this node has an
-# external address). It forwards their traffic: bounded to 64 reservations
-# and 128 circuits (16 per peer) of at most 4 GiB and a day each.
+# Peer ids (besides the bootstrap peers') this node relays for, punches
+# holes with and runs AutoNAT with: list the other validators. Strangers get
+# none of these services (they cost bandwidth, slots and dials).
+trusted_peers = {trusted_peers}
+# Serve circuit relay v2 (and AutoNAT) to trusted peers behind NAT. It
+# forwards their traffic: at most 64 reservations (2 per peer) and 128
+# circuits (16 per source peer) of at most 4 GiB and a day each.
 relay_server = {relay_server}
 # This node is behind a NAT that lets no connection in: reserve a slot on
-# up to two relays among its peers so that others reach it, and punch holes
-# (DCUtR) to turn relayed connections into direct ones where the NAT allows.
+# up to two trusted relays among its peers so that others reach it, and
+# punch holes (DCUtR) to turn relayed connections into direct ones where
+# the NAT allows.
 use_relays = {use_relays}
 
 [rpc]
@@ -432,6 +441,7 @@ filter = {filter}
             max_outbound = p.max_outbound,
             max_inbound_per_ip = p.max_inbound_per_ip,
             banned_identities_per_host = p.banned_identities_per_host,
+            trusted_peers = list(&p.trusted_peers),
             relay_server = p.relay_server,
             use_relays = p.use_relays,
             rpc_enabled = r.enabled,

@@ -130,6 +130,15 @@ impl Node {
             max_outbound: config.p2p.max_outbound,
             max_inbound_per_ip: config.p2p.max_inbound_per_ip,
             banned_identities_per_host: config.p2p.banned_identities_per_host,
+            trusted_peers: config
+                .p2p
+                .trusted_peers
+                .iter()
+                .map(|p| {
+                    tally_p2p::PeerId::from_str(p)
+                        .with_context(|| format!("bad peer id {p:?} in p2p.trusted_peers"))
+                })
+                .collect::<anyhow::Result<_>>()?,
             relay_server: config.p2p.relay_server,
             use_relays: config.p2p.use_relays,
             ..tally_p2p::Config::default()

@@ -4,6 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -40,9 +41,9 @@ use tracing::{debug, info, warn};
 use crate::{
     Config, Error, Event, Handle, PeerInfo, RequestError, RequestId, Stats, Topic, Verdict,
     behaviour::{self, Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD},
-    config::{load_or_create_key, quic_twin},
+    config::{load_or_create_key, peer_id_of, quic_twin},
     ingress::Command,
-    ip_limit::host_of,
+    ip_limit::{host_of, ip_of},
     metrics::{DirectionLabel, P2pMetrics, ReasonLabel, TopicLabel},
 };
 
@@ -120,6 +121,12 @@ struct Actor {
     relays: HashMap<PeerId, libp2p::core::transport::ListenerId>,
     /// Peers holding a reservation on this node's relay.
     reserved_here: HashSet<PeerId>,
+    /// The peers the operator named (bootstrap and trusted): the only
+    /// relays this node reserves on.
+    trusted: HashSet<PeerId>,
+    /// The listen addresses announced to peers, as external addresses
+    /// (identify hides the listen addresses themselves).
+    announced: Vec<Multiaddr>,
     /// Relayed connections to close once the hole-punched direct one has
     /// had time to take over.
     close_relayed: Vec<(Instant, PeerId)>,
@@ -128,6 +135,8 @@ struct Actor {
 
 /// Reservations a node behind NAT holds at once.
 const MAX_RELAYS: usize = 2;
+/// Listen addresses kept (interfaces and relay circuits).
+const MAX_LISTEN_ADDRS: usize = 64;
 /// How long a relayed connection stays after a hole punch replaced it.
 const RELAYED_GRACE: Duration = Duration::from_secs(5);
 
@@ -248,7 +257,7 @@ pub(crate) async fn spawn(
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
     info!(peer_id = %local_peer_id, addrs = ?listen_addrs, chain_id = config.chain_id, "p2p started");
-    let actor = Actor {
+    let mut actor = Actor {
         swarm,
         commands: command_rx,
         events: event_tx,
@@ -276,9 +285,12 @@ pub(crate) async fn spawn(
         peer_meta: HashMap::new(),
         relays: HashMap::new(),
         reserved_here: HashSet::new(),
+        trusted: config.trusted(),
+        announced: Vec::new(),
         close_relayed: Vec::new(),
         config,
     };
+    actor.announce();
     tokio::spawn(actor.run());
     Ok((
         Handle {
@@ -388,13 +400,6 @@ async fn bind(swarm: &mut Swarm<Behaviour>, listen: &[Multiaddr]) -> Result<Vec<
     Ok(bound)
 }
 
-fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
-}
-
 /// `addr` without its trailing `/p2p/<id>` (a circuit address keeps its
 /// relay's id).
 fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
@@ -409,6 +414,35 @@ fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     without_peer_id(addr).with(Protocol::P2p(peer))
 }
 
+/// The listen addresses worth announcing to peers: none when the operator
+/// named the node's public addresses (`external`) or it sits behind a NAT
+/// (`use_relays`: peers reach it through its relays' circuit addresses,
+/// which the relay client announces); otherwise every one a peer on another
+/// host could dial, and loopback ones only when there is nothing else (one
+/// machine's testnet). Circuit addresses are the relay client's to announce.
+fn announceable(listen: &[Multiaddr], config: &Config) -> Vec<Multiaddr> {
+    if !config.external.is_empty() || config.use_relays {
+        return Vec::new();
+    }
+    let usable = |addr: &&Multiaddr| {
+        !is_circuit(addr)
+            && ip_of(addr).is_some_and(|ip| !ip.is_unspecified() && !is_link_local(ip))
+    };
+    let (loopback, other): (Vec<Multiaddr>, Vec<Multiaddr>) = listen
+        .iter()
+        .filter(usable)
+        .cloned()
+        .partition(|addr| ip_of(addr).is_some_and(|ip| ip.is_loopback()));
+    if other.is_empty() { loopback } else { other }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
 fn acceptance(verdict: Verdict) -> MessageAcceptance {
     match verdict {
         Verdict::Accept => MessageAcceptance::Accept,
@@ -418,6 +452,20 @@ fn acceptance(verdict: Verdict) -> MessageAcceptance {
 }
 
 impl Actor {
+    /// Brings the announced listen addresses in line with
+    /// [`announceable`]: identify sends the swarm's external addresses and
+    /// hides the listen addresses themselves.
+    fn announce(&mut self) {
+        let wanted = announceable(&self.listen_addrs, &self.config);
+        for addr in self.announced.iter().filter(|a| !wanted.contains(a)) {
+            self.swarm.remove_external_address(addr);
+        }
+        for addr in wanted.iter().filter(|a| !self.announced.contains(a)) {
+            self.swarm.add_external_address(addr.clone());
+        }
+        self.announced = wanted;
+    }
+
     async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -517,6 +565,7 @@ impl Actor {
             } => {
                 self.listen_addrs.retain(|a| !addresses.contains(a));
                 self.relays.retain(|_, id| *id != listener_id);
+                self.announce();
             }
             SwarmEvent::Behaviour(_) => {}
             SwarmEvent::ConnectionEstablished {
@@ -621,12 +670,18 @@ impl Actor {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
-                if !self.listen_addrs.contains(&address) {
+                // A relay's reservation reply names the addresses we listen
+                // at through it: a bounded list, whatever a relay sends.
+                if self.listen_addrs.len() >= MAX_LISTEN_ADDRS {
+                    warn!(%address, "too many listen addresses: not using this one");
+                } else if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
+                    self.announce();
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
+                self.announce();
             }
             _ => {}
         }
@@ -882,6 +937,7 @@ impl Actor {
         }
         if self.config.use_relays
             && self.relays.len() < MAX_RELAYS
+            && self.trusted.contains(&peer_id)
             && !self.relays.contains_key(&peer_id)
             && info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
         {
@@ -904,14 +960,16 @@ impl Actor {
 
     /// Whether a circuit address a peer announces goes through a relay we
     /// can vouch for: one we reach directly at the host in the address, or
-    /// this node when the peer holds a reservation here. Anything else would
-    /// let a peer point others at a relay of its choosing.
+    /// this node, at one of its own addresses, when the peer holds a
+    /// reservation here. Anything else would let a peer point others at a
+    /// relay, or a host, of its choosing.
     fn relay_vouches(&self, addr: &Multiaddr, peer: &PeerId) -> bool {
         let Some((relay_addr, relay)) = circuit_parts(addr, peer) else {
             return false;
         };
         if relay == self.local_peer_id {
-            return self.reserved_here.contains(peer);
+            return self.reserved_here.contains(peer)
+                && self.swarm.external_addresses().any(|a| *a == relay_addr);
         }
         let Some(host) = host_of(&relay_addr) else {
             return false;
@@ -1257,5 +1315,46 @@ impl Actor {
             // Fails only while the routing table is empty.
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<Multiaddr> {
+        list.iter().map(|a| a.parse().expect("multiaddr")).collect()
+    }
+
+    #[test]
+    fn only_addresses_another_host_can_dial_are_announced() {
+        let listen = addrs(&[
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/10.200.0.3/tcp/1",
+            "/ip4/169.254.3.4/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip4/10.200.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit",
+        ]);
+        let config = Config::default();
+        assert_eq!(
+            announceable(&listen, &config),
+            addrs(&["/ip4/10.200.0.3/tcp/1"])
+        );
+        // One machine's testnet: loopback is all there is, and it is dialable.
+        assert_eq!(
+            announceable(&listen[..1], &config),
+            addrs(&["/ip4/127.0.0.1/tcp/1"])
+        );
+        let external = Config {
+            external: addrs(&["/ip4/203.0.113.7/tcp/26656"]),
+            ..Config::default()
+        };
+        assert!(announceable(&listen, &external).is_empty());
+        let natted = Config {
+            use_relays: true,
+            ..Config::default()
+        };
+        assert!(announceable(&listen, &natted).is_empty());
     }
 }

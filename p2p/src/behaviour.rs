@@ -18,7 +18,9 @@ use libp2p::{
 };
 use sha3::{Digest, Keccak256};
 
-use crate::{Config, Error, codec::BytesCodec, ip_limit::IpLimit, topic::chain_prefix};
+use crate::{
+    Config, Error, codec::BytesCodec, ip_limit::IpLimit, topic::chain_prefix, trusted::OnlyTrusted,
+};
 
 /// Score below which gossipsub ignores a peer and the actor bans it.
 pub(crate) const GRAYLIST_THRESHOLD: f64 = -80.0;
@@ -35,16 +37,17 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Circuit relay v2 server (`relay_server`).
-    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 server (`relay_server`), for trusted peers only.
+    pub(crate) relay: Toggle<OnlyTrusted<relay::Behaviour>>,
     /// Its client: set by `build_swarm`, which makes it with its transport.
     pub(crate) relay_client: Toggle<relay::client::Behaviour>,
-    /// Hole punching over relayed connections.
-    pub(crate) dcutr: dcutr::Behaviour,
-    /// AutoNAT v2: a node behind NAT has peers dial its candidate addresses
-    /// back, to learn which (if any) are reachable; relays do the dialling.
-    pub(crate) autonat: Toggle<autonat::v2::client::Behaviour>,
-    pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    /// Hole punching over relayed connections, with trusted peers.
+    pub(crate) dcutr: OnlyTrusted<dcutr::Behaviour>,
+    /// AutoNAT v2: a node behind NAT has trusted peers dial its candidate
+    /// addresses back, to learn which (if any) are reachable; relays do the
+    /// dialling.
+    pub(crate) autonat: Toggle<OnlyTrusted<autonat::v2::client::Behaviour>>,
+    pub(crate) autonat_server: Toggle<OnlyTrusted<autonat::v2::server::Behaviour>>,
 }
 
 /// The relay's limits. libp2p's defaults (2 minutes and 128 KiB per
@@ -190,7 +193,10 @@ pub(crate) fn build(
         )
         .with_agent_version(format!("tally/{}", env!("CARGO_PKG_VERSION")))
         // A node behind NAT that got a relay slot tells its peers at once.
-        .with_push_listen_addr_updates(true),
+        .with_push_listen_addr_updates(true)
+        // Only the addresses the actor chose (as external addresses): a
+        // peer on another host cannot dial loopback or a NAT'ed address.
+        .with_hide_listen_addrs(true),
     );
 
     let mut kad_config = kad::Config::new(protocols.kad.clone());
@@ -202,6 +208,7 @@ pub(crate) fn build(
     // discover.
     kad.set_mode(Some(kad::Mode::Server));
 
+    let trusted = config.trusted();
     Ok(Behaviour {
         limits,
         ip_limit: IpLimit::new(config.max_inbound_per_ip, config.banned_identities_per_host),
@@ -213,17 +220,22 @@ pub(crate) fn build(
         kad,
         relay: config
             .relay_server
-            .then(|| relay::Behaviour::new(local, relay_config()))
+            .then(|| {
+                OnlyTrusted::new(
+                    relay::Behaviour::new(local, relay_config()),
+                    trusted.clone(),
+                )
+            })
             .into(),
         relay_client: None.into(),
-        dcutr: dcutr::Behaviour::new(local),
+        dcutr: OnlyTrusted::new(dcutr::Behaviour::new(local), trusted.clone()),
         autonat: config
             .use_relays
-            .then(autonat::v2::client::Behaviour::default)
+            .then(|| OnlyTrusted::new(autonat::v2::client::Behaviour::default(), trusted.clone()))
             .into(),
         autonat_server: config
             .relay_server
-            .then(autonat::v2::server::Behaviour::default)
+            .then(|| OnlyTrusted::new(autonat::v2::server::Behaviour::default(), trusted))
             .into(),
     })
 }

@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
+use std::collections::HashSet;
+
+use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 
 use crate::Error;
 
@@ -57,14 +59,19 @@ pub struct Config {
     /// both sides, or a relayed connection, its hole-punched successor and
     /// an AutoNAT dial-back).
     pub max_connections_per_peer: u32,
-    /// Serve circuit relay v2 to peers behind NAT (only while this node has
-    /// an external address: `external`, or one AutoNAT confirmed). It
-    /// forwards their traffic, so it costs this node bandwidth: bounded by
-    /// the circuit limits in `behaviour.rs`.
+    /// Peers, besides the bootstrap ones, that this node relays for, punches
+    /// holes with and runs AutoNAT with: its fellow validators. Those
+    /// services cost bandwidth, connection slots and dials to addresses the
+    /// peer names, so strangers get none of them.
+    pub trusted_peers: Vec<PeerId>,
+    /// Serve circuit relay v2 (and AutoNAT) to trusted peers behind NAT,
+    /// while this node has an external address (`external`, or its listen
+    /// addresses when none is configured). It forwards their traffic: bounded
+    /// by the circuit limits in `behaviour.rs`.
     pub relay_server: bool,
     /// This node is behind a NAT that lets no connection in: reserve a slot
-    /// on up to two relays among its peers, so that others reach it through
-    /// them, and let DCUtR upgrade those connections to direct ones.
+    /// on up to two trusted relays among its peers, so that others reach it
+    /// through them, and let DCUtR upgrade those connections to direct ones.
     pub use_relays: bool,
     /// Capacity of the event channel. When it is full, gossip is dropped
     /// (counted, reported to gossipsub as Ignore) instead of stalling the
@@ -110,6 +117,7 @@ impl Default for Config {
             max_inbound_per_ip: 8,
             banned_identities_per_host: 3,
             max_connections_per_peer: 3,
+            trusted_peers: Vec::new(),
             relay_server: false,
             use_relays: false,
             event_capacity: 4096,
@@ -122,6 +130,28 @@ impl Default for Config {
             enable_quic: false,
         }
     }
+}
+
+impl Config {
+    /// The bootstrap peers and `trusted_peers`: the peers the operator named.
+    pub(crate) fn trusted(&self) -> HashSet<PeerId> {
+        self.bootstrap
+            .iter()
+            .filter_map(peer_id_of)
+            .chain(self.trusted_peers.iter().copied())
+            .collect()
+    }
+}
+
+/// The peer an address leads to: its last `/p2p/<id>` (a circuit address
+/// names its relay first).
+pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .last()
 }
 
 /// `/ip4/127.0.0.1/tcp/<port>`.
@@ -203,6 +233,24 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = load_or_create_key(&path).expect("reload key");
         assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());
+    }
+
+    #[test]
+    fn a_circuit_address_leads_to_its_last_peer_and_bootstrap_peers_are_trusted() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let circuit: Multiaddr =
+            format!("/ip4/10.0.0.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .expect("multiaddr");
+        assert_eq!(peer_id_of(&circuit), Some(target));
+        let named = PeerId::random();
+        let config = Config {
+            bootstrap: vec![circuit],
+            trusted_peers: vec![named],
+            ..Config::default()
+        };
+        assert_eq!(config.trusted(), HashSet::from([target, named]));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod ingress;
 mod ip_limit;
 mod metrics;
 mod topic;
+mod trusted;
 
 pub use config::{Config, load_or_create_key};
 pub use error::{Error, RequestError};
