@@ -23,6 +23,26 @@ pub fn config(dir: &TempDir, name: &str) -> Config {
     }
 }
 
+/// The identity of the node whose key lives at `dir/name` (created now),
+/// known before the node runs.
+pub fn peer_id(dir: &TempDir, name: &str) -> PeerId {
+    tally_p2p::load_or_create_key(&dir.path().join(name))
+        .expect("key")
+        .public()
+        .to_peer_id()
+}
+
+/// A loopback TCP address on a port free right now, for a node whose
+/// address must be known before it runs.
+pub fn free_loopback_addr() -> Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr")
+}
+
 /// What a test node's event loop saw, minus the gossip verdict plumbing.
 #[derive(Debug)]
 pub enum Seen {

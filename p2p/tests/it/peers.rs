@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tally_p2p::Config;
 
-use crate::common::{Seen, config, start};
+use crate::common::{Seen, config, free_loopback_addr, peer_id, start};
 
 /// A persistent peer that goes away is redialled with backoff and reconnects
 /// when it comes back on the same address; its key file keeps its peer id.
@@ -140,17 +140,8 @@ async fn settled_peers(node: &crate::common::Node) -> usize {
 async fn strangers_filling_every_slot_cannot_keep_a_reserved_peer_out() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The reserved peer's identity and address, known before it runs.
-    let reserved_id = tally_p2p::load_or_create_key(&dir.path().join("reserved"))
-        .expect("key")
-        .public()
-        .to_peer_id();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let reserved_addr: tally_p2p::Multiaddr =
-        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let reserved_id = peer_id(&dir, "reserved");
+    let reserved_addr = free_loopback_addr();
     let v = start(Config {
         bootstrap: vec![
             format!("{reserved_addr}/p2p/{reserved_id}")
@@ -214,17 +205,8 @@ async fn one_address_cannot_take_more_than_its_share_of_inbound_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_identities_keep_getting_banned_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let reserved_id = tally_p2p::load_or_create_key(&dir.path().join("reserved"))
-        .expect("key")
-        .public()
-        .to_peer_id();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let reserved_addr: tally_p2p::Multiaddr =
-        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let reserved_id = peer_id(&dir, "reserved");
+    let reserved_addr = free_loopback_addr();
     let v = start(Config {
         bootstrap: vec![
             format!("{reserved_addr}/p2p/{reserved_id}")

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use tally_p2p::{Config, Multiaddr, load_or_create_key};
+use tally_p2p::Config;
 
-use crate::common::{WAIT, config, start};
+use crate::common::{WAIT, config, free_loopback_addr, peer_id, start};
 
 /// Waits until `node` listens through a relay (a circuit address); false
 /// if it does not within `within`.
@@ -26,17 +26,8 @@ async fn holds_a_reservation(node: &crate::common::Node, within: Duration) -> bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_serves_trusted_peers_and_no_stranger() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let friend = config(&dir, "friend");
-    let friend_id = load_or_create_key(&friend.key_file)
-        .expect("key")
-        .public()
-        .to_peer_id();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let at: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let friend_id = peer_id(&dir, "friend");
+    let at = free_loopback_addr();
     let relay = start(Config {
         listen: vec![at.clone()],
         external: vec![at],
@@ -50,7 +41,7 @@ async fn a_relay_serves_trusted_peers_and_no_stranger() {
         bootstrap: vec![relay.addr.clone()],
         ..config
     };
-    let friend = start(behind_nat(friend)).await;
+    let friend = start(behind_nat(config(&dir, "friend"))).await;
     let stranger = start(behind_nat(config(&dir, "stranger"))).await;
     assert!(
         holds_a_reservation(&friend, WAIT).await,
