@@ -3,7 +3,8 @@
 # clang and libclang (bindgen generates RocksDB's bindings with them), and,
 # as root, Chromium for the dashboard test (TALLY_BROWSER_TESTS=0: not) and
 # iproute2, nftables and faketime for `tally netns` and its tests
-# (TALLY_NETNS_TESTS=0: not).
+# (TALLY_NETNS_TESTS=0: not), and Node.js, npm and Python's venv for the
+# wallet tests (TALLY_WALLET_TESTS=0: not).
 # Debian/Ubuntu only; runs apt-get as root (or through sudo).
 set -euo pipefail
 
@@ -31,6 +32,14 @@ if [ "$(id -u)" -eq 0 ] && [ "${TALLY_NETNS_TESTS:-1}" != 0 ]; then
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v nft >/dev/null 2>&1 || missing+=(nftables)
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketime)
+fi
+# The wallet tests drive ethers (Node.js) and web3.py (a Python venv);
+# scripts/wallets.sh installs the libraries themselves into a cache.
+if [ "$(id -u)" -eq 0 ] && [ "${TALLY_WALLET_TESTS:-1}" != 0 ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 fi
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 have_libclang || missing+=(libclang-dev)

@@ -33,7 +33,7 @@ elif [ -n "${1:-}" ] && [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(tx tx_batch block consensus_envelope sync_messages genesis config rpc_params rpc_body)
+  targets=(tx eth_tx tx_batch block consensus_envelope sync_messages genesis config rpc_params rpc_body)
 fi
 
 # An explicit --target keeps the instrumentation off build scripts and

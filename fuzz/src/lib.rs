@@ -7,7 +7,7 @@ mod rpc;
 
 pub use rpc::rpc_body;
 
-use tally_ledger::{Block, SignedTransaction};
+use tally_ledger::{Block, EthTransaction, SignedTransaction};
 use tally_wire::{ConsensusEnvelope, ConsensusMessage, SyncRequest, SyncResponse, TxBatch};
 
 /// `decode(data)`; if it accepts, `encode(value) == data`.
@@ -26,6 +26,18 @@ pub fn tx(data: &[u8]) {
     if let Some(tx) = roundtrip(data, SignedTransaction::decode, SignedTransaction::encode) {
         let _ = tx.hash();
         let _ = tx.verify();
+    }
+}
+
+/// An Ethereum envelope, as `eth_sendRawTransaction` receives it: what the
+/// decoder accepts is canonical (its fields and signature encode back to the
+/// same bytes, and the signed fields to the same prehash).
+pub fn eth_tx(data: &[u8]) {
+    if let Ok(tx) = EthTransaction::decode(data) {
+        assert_eq!(tx.transfer().encode_signed(tx.signature()), data);
+        assert_eq!(tx.transfer().sign_hash(), tx.sign_hash());
+        let _ = tx.recover_sender();
+        let _ = SignedTransaction::from(tx).verify();
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use borsh::BorshSerialize;
 use serde::{Deserialize, Serialize};
 use tally_ledger::crypto::keccak256_concat;
-use tally_ledger::tx::MAX_TX_BYTES;
+use tally_ledger::tx::MAX_SIGNED_TX_BYTES;
 use tally_ledger::{Address, ExecParams, GenesisState, Hash, PublicKey, SecretKey};
 
 /// Domain tag of the genesis hash.
@@ -302,10 +302,10 @@ impl Genesis {
         if p.max_block_txs == 0 {
             return bad("max_block_txs", "must be positive");
         }
-        if (p.max_block_bytes as usize) < MAX_TX_BYTES {
+        if (p.max_block_bytes as usize) < MAX_SIGNED_TX_BYTES {
             return bad(
                 "max_block_bytes",
-                &format!("must hold at least one transaction ({MAX_TX_BYTES} bytes)"),
+                &format!("must hold at least one transaction ({MAX_SIGNED_TX_BYTES} bytes)"),
             );
         }
         if p.max_block_bytes > MAX_BLOCK_BYTES {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tally_ledger::{
-    Address, ExecParams, GenesisState, Hash, Mempool, MempoolConfig, Proposal, SecretKey, Store,
-    Transaction, VerifiedTransaction, build_block, keccak256, merkle_root, verify_block,
+    Address, EthTransaction, EthTransfer, EthTxKind, ExecParams, GenesisState, Hash, Mempool,
+    MempoolConfig, Proposal, SecretKey, SignedTransaction, Store, TRANSFER_GAS, Transaction,
+    VerifiedTransaction, build_block, keccak256, merkle_root, verify_block,
 };
 
 const CHAIN_ID: u64 = 1;
@@ -71,11 +72,10 @@ fn crypto(c: &mut Criterion) {
     group.bench_function("recover_sender", |b| {
         b.iter(|| {
             i = (i + 1) % txs.len();
-            let tx = txs[i].tx();
-            txs[i]
-                .signed()
+            let native = txs[i].signed().as_native().expect("native");
+            native
                 .signature
-                .recover_address(&tx.sign_hash())
+                .recover_address(&native.tx.sign_hash())
                 .expect("recovers")
         })
     });
@@ -83,6 +83,34 @@ fn crypto(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % encoded.len();
             VerifiedTransaction::from_bytes(&encoded[i]).expect("valid")
+        })
+    });
+    // The same transfers as wallets sign them (EIP-1559 envelopes), decoded
+    // as `eth_sendRawTransaction` does.
+    let envelopes: Vec<Vec<u8>> = keys(64)
+        .iter()
+        .map(|key| {
+            EthTransfer {
+                kind: EthTxKind::DynamicFee,
+                chain_id: 1,
+                nonce: 0,
+                max_priority_fee_per_gas: 0,
+                max_fee_per_gas: 1,
+                gas_limit: TRANSFER_GAS,
+                to: Address([7; 20]),
+                value: 1,
+            }
+            .sign(key)
+            .raw()
+            .to_vec()
+        })
+        .collect();
+    group.bench_function("eth_decode_and_recover", |b| {
+        b.iter(|| {
+            i = (i + 1) % envelopes.len();
+            SignedTransaction::from(EthTransaction::decode(&envelopes[i]).expect("valid"))
+                .verify()
+                .expect("valid")
         })
     });
     group.finish();

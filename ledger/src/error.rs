@@ -56,7 +56,9 @@ pub enum TxError {
     },
     #[error("fee {got} is below the minimum fee {min}")]
     FeeTooLow { min: u128, got: u128 },
-    #[error("insufficient balance: {sender} has {available}, needs {needed} (amount + fee)")]
+    #[error(
+        "insufficient funds for gas * price + value: {sender} has {available}, needs {needed} (amount + fee)"
+    )]
     InsufficientBalance {
         sender: Address,
         available: u128,
@@ -66,6 +68,31 @@ pub enum TxError {
     CostOverflow,
     #[error("recipient balance would overflow")]
     BalanceOverflow,
+    #[error(
+        "transaction type 0x{0:02x} not supported: Tally accepts legacy (EIP-155), EIP-2930 and EIP-1559 value transfers"
+    )]
+    EthTypeNotSupported(u8),
+    #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
+    EthNotReplayProtected,
+    #[error("contract creation is not supported: Tally has no contracts; set `to`")]
+    EthContractCreation,
+    #[error(
+        "transactions with data are not supported: Tally has no contracts, only value transfers"
+    )]
+    EthHasData,
+    #[error("access lists are not supported: a value transfer reads no storage")]
+    EthHasAccessList,
+    #[error("intrinsic gas too low: gas {gas}, minimum needed {min}")]
+    IntrinsicGasTooLow { gas: u64, min: u64 },
+    #[error("max priority fee per gas higher than max fee per gas: {tip} > {cap}")]
+    TipAboveFeeCap { tip: u128, cap: u128 },
+    #[error(
+        "max fee per gas less than block base fee: maxFeePerGas: {max_fee_per_gas}, baseFee: {base_fee}"
+    )]
+    FeeCapBelowBaseFee {
+        max_fee_per_gas: u128,
+        base_fee: u128,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -83,6 +110,15 @@ pub enum StoreError {
         path: String,
         expected: Hash,
         found: Hash,
+    },
+    #[error(
+        "the database at {path} is in store format {found}, this Tally reads format {expected}; \
+         delete it with `tally reset` and resync from peers (or run the Tally that wrote it)"
+    )]
+    FormatMismatch {
+        path: String,
+        found: u32,
+        expected: u32,
     },
     #[error("block {got} does not follow the latest committed height {latest}")]
     NotNext { latest: u64, got: u64 },
@@ -123,11 +159,11 @@ pub enum BlockError {
 pub enum MempoolError {
     #[error(transparent)]
     Invalid(#[from] TxError),
-    #[error("transaction {0} is already in the mempool")]
+    #[error("already known: transaction {0} is already in the mempool")]
     AlreadyKnown(Hash),
     #[error(
-        "a transaction from {sender} with nonce {nonce} is already pending; \
-         a replacement must pay a fee of at least {min_fee}"
+        "replacement transaction underpriced: a transaction from {sender} with nonce {nonce} \
+         is already pending; a replacement must pay a fee of at least {min_fee}"
     )]
     ReplacementUnderpriced {
         sender: Address,

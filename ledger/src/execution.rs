@@ -1,9 +1,10 @@
 //! Executing transfers: building a block from candidates and verifying a
 //! proposed block, both ending in an [`ExecutedBlock`] ready to commit.
 //!
-//! The rules: the chain id matches, the nonce equals the sender's next nonce,
-//! the fee is at least the genesis minimum and the balance covers amount plus
-//! fee. The fee goes to the block's proposer, so no block changes the total
+//! The rules, the same for every kind of transaction: the chain id matches,
+//! the nonce equals the sender's next nonce, the fee is at least the genesis
+//! minimum (for an Ethereum transaction: its fee cap is at least the base fee,
+//! see [`crate::eth`]) and the balance covers amount plus fee. The fee goes to the block's proposer, so no block changes the total
 //! supply.
 
 use std::collections::HashMap;
@@ -81,23 +82,22 @@ impl<'a, S: StateReader> Overlay<'a, S> {
         tx: &VerifiedTransaction,
         proposer: &Address,
     ) -> Result<Result<Receipt, TxError>, StoreError> {
-        let body = tx.tx();
+        let signed = tx.signed();
         let sender = tx.sender();
-        if body.chain_id != params.chain_id {
+        if signed.chain_id() != params.chain_id {
             return Ok(Err(TxError::WrongChainId {
                 expected: params.chain_id,
-                got: body.chain_id,
+                got: signed.chain_id(),
             }));
         }
-        if body.fee < params.min_fee {
-            return Ok(Err(TxError::FeeTooLow {
-                min: params.min_fee,
-                got: body.fee,
-            }));
-        }
+        let fee = match signed.fee(params.min_fee) {
+            Ok(fee) => fee,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut from = self.get(&sender)?;
-        if body.nonce != from.nonce {
-            let (expected, got) = (from.nonce, body.nonce);
+        let nonce = signed.nonce();
+        if nonce != from.nonce {
+            let (expected, got) = (from.nonce, nonce);
             return Ok(Err(if got < expected {
                 TxError::NonceTooLow {
                     sender,
@@ -112,7 +112,7 @@ impl<'a, S: StateReader> Overlay<'a, S> {
                 }
             }));
         }
-        let Some(cost) = body.cost() else {
+        let Some(cost) = signed.amount().checked_add(fee) else {
             return Ok(Err(TxError::CostOverflow));
         };
         if from.balance < cost {
@@ -128,7 +128,7 @@ impl<'a, S: StateReader> Overlay<'a, S> {
         // Credits read through the staged values, so that transfers to
         // oneself or to the proposer add up.
         let mut staged = vec![(sender, from)];
-        for (address, credit) in [(body.to, body.amount), (*proposer, body.fee)] {
+        for (address, credit) in [(signed.to(), signed.amount()), (*proposer, fee)] {
             let current = match staged.iter().find(|(a, _)| *a == address) {
                 Some((_, account)) => *account,
                 None => self.get(&address)?,
@@ -147,7 +147,7 @@ impl<'a, S: StateReader> Overlay<'a, S> {
         self.changed.extend(staged);
         Ok(Ok(Receipt {
             status: TxStatus::Success,
-            fee_paid: body.fee,
+            fee_paid: fee,
         }))
     }
 

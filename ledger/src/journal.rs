@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{Hash, keccak256};
 use crate::mempool::DropReason;
-use crate::tx::{MAX_TX_BYTES, SignedTransaction};
+use crate::tx::{MAX_SIGNED_TX_BYTES, SignedTransaction};
 
 const MAGIC: &[u8; 8] = b"TALLYJ1\n";
 const TAG_ACCEPTED: u8 = 1;
 const TAG_DROPPED: u8 = 2;
 /// The longest payload: a tag and the largest transaction.
-const MAX_PAYLOAD: usize = 1 + MAX_TX_BYTES;
+const MAX_PAYLOAD: usize = 1 + MAX_SIGNED_TX_BYTES;
 const HEADER: usize = 4 + 8;
 
 /// What a journal held, up to its last whole entry.
@@ -64,7 +64,7 @@ fn frame(payload: &[u8], out: &mut impl Write) -> io::Result<()> {
 }
 
 fn accepted_payload(tx: &SignedTransaction) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(1 + MAX_TX_BYTES);
+    let mut payload = Vec::with_capacity(1 + MAX_SIGNED_TX_BYTES);
     payload.push(TAG_ACCEPTED);
     borsh::to_writer(&mut payload, tx).expect("borsh encoding into a Vec cannot fail");
     payload

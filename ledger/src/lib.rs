@@ -3,7 +3,8 @@
 //!
 //! - [`crypto`]: keccak256, EIP-55 addresses, secp256k1 keys and recoverable
 //!   signatures, key files.
-//! - [`tx`]: transfers, their sign bytes and a bounded decoder.
+//! - [`tx`]: transfers of every kind, their sign bytes and a bounded decoder.
+//! - [`eth`]: signed Ethereum transactions carrying a value transfer.
 //! - [`block`]: headers, blocks, commit certificates, the transaction Merkle root.
 //! - [`params`]: the chain-wide rules and initial state genesis gives.
 //! - [`execution`]: building and verifying blocks against the state
@@ -18,6 +19,7 @@
 pub mod block;
 pub mod crypto;
 pub mod error;
+pub mod eth;
 #[cfg(feature = "store")]
 pub mod execution;
 pub mod journal;
@@ -32,6 +34,7 @@ pub mod tx;
 pub use block::{Block, Commit, CommitSig, Header, merkle_root};
 pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
+pub use eth::{EthTransaction, EthTransfer, EthTxKind, TRANSFER_GAS, base_fee_per_gas};
 #[cfg(feature = "store")]
 pub use execution::{ExecutedBlock, Proposal, build_block, verify_block};
 pub use journal::{Journal, Replay};
@@ -41,7 +44,7 @@ pub use receipt::{Receipt, TxLocation, TxStatus};
 pub use state::{Account, AccountProof, StateReader, verify_account_proof};
 #[cfg(feature = "store")]
 pub use store::{ChainTip, Store, TxRecord};
-pub use tx::{SignedTransaction, Transaction, VerifiedTransaction};
+pub use tx::{NativeTransaction, SignedTransaction, Transaction, VerifiedTransaction};
 
 /// Serde for `u128` amounts as decimal strings (JSON numbers lose precision
 /// past 2^53 in most clients); numbers are accepted on input too.

@@ -175,6 +175,9 @@ pub struct PoolStats {
 #[derive(Debug)]
 struct PoolTx {
     tx: Arc<VerifiedTransaction>,
+    /// The fee it pays and amount + fee, worked out once at admission.
+    fee: u128,
+    cost: u128,
     /// Arrival order: the tie-break between equal fees.
     seq: u64,
     added_ms: u64,
@@ -280,11 +283,17 @@ impl Mempool {
     /// Whether a held transaction is executable now (false: queued or absent).
     pub fn is_executable(&self, hash: &Hash) -> bool {
         self.txs.get(hash).is_some_and(|p| {
-            let tx = p.tx.tx();
             self.senders
                 .get(&p.tx.sender())
-                .is_some_and(|q| tx.nonce < q.run_end)
+                .is_some_and(|q| p.tx.nonce() < q.run_end)
         })
+    }
+
+    /// The first nonce after `sender`'s executable run here (its next nonce
+    /// counting what it has pending), if it has any transaction here. May
+    /// lag a block just committed: take the larger of it and the state's.
+    pub fn pending_nonce(&self, sender: &Address) -> Option<u64> {
+        self.senders.get(sender).map(|q| q.run_end)
     }
 
     /// What became executable or was dropped since the last call.
@@ -303,37 +312,35 @@ impl Mempool {
         if self.txs.contains_key(&hash) {
             return Err(MempoolError::AlreadyKnown(hash).into());
         }
-        let body = tx.tx();
-        if body.chain_id != self.chain_id {
+        let signed = tx.signed();
+        if signed.chain_id() != self.chain_id {
             return Err(TxError::WrongChainId {
                 expected: self.chain_id,
-                got: body.chain_id,
+                got: signed.chain_id(),
             }
             .into());
         }
-        if body.fee < self.min_fee {
-            return Err(TxError::FeeTooLow {
-                min: self.min_fee,
-                got: body.fee,
-            }
-            .into());
-        }
-        let cost = body.cost().ok_or(TxError::CostOverflow)?;
+        let fee = signed.fee(self.min_fee)?;
+        let cost = signed
+            .amount()
+            .checked_add(fee)
+            .ok_or(TxError::CostOverflow)?;
+        let nonce = signed.nonce();
         let sender = tx.sender();
         let account = state.account(&sender)?;
-        if body.nonce < account.nonce {
+        if nonce < account.nonce {
             return Err(TxError::NonceTooLow {
                 sender,
                 expected: account.nonce,
-                got: body.nonce,
+                got: nonce,
             }
             .into());
         }
-        if body.nonce - account.nonce > self.config.max_nonce_gap {
+        if nonce - account.nonce > self.config.max_nonce_gap {
             return Err(MempoolError::NonceTooFarAhead {
                 sender,
                 expected: account.nonce,
-                got: body.nonce,
+                got: nonce,
                 max_gap: self.config.max_nonce_gap,
             }
             .into());
@@ -350,9 +357,9 @@ impl Mempool {
         let existing = self
             .senders
             .get(&sender)
-            .and_then(|q| q.by_nonce.get(&body.nonce).copied());
+            .and_then(|q| q.by_nonce.get(&nonce).copied());
         if let Some(old) = existing {
-            return self.replace(old, tx, cost, &account, now_ms);
+            return self.replace(old, tx, fee, cost, &account, now_ms);
         }
 
         let (next_nonce, run_end, pending, sender_queued) = self
@@ -364,9 +371,9 @@ impl Mempool {
         // Everything this sender already has pending must stay payable too.
         let needed = pending.checked_add(cost).ok_or(TxError::CostOverflow)?;
         payable(sender, &account, needed)?;
-        let class = if body.nonce > run_end {
+        let class = if nonce > run_end {
             Class::Queued
-        } else if body.nonce == next_nonce {
+        } else if nonce == next_nonce {
             Class::Head
         } else {
             Class::Tail
@@ -379,16 +386,16 @@ impl Mempool {
             }
             .into());
         }
-        self.make_room(class, body.fee, sender, tx.encoded_len())?;
+        self.make_room(class, fee, sender, tx.encoded_len())?;
 
         let queue = self.senders.entry(sender).or_default();
         if queue.by_nonce.is_empty() {
             queue.next_nonce = account.nonce;
             queue.run_end = account.nonce;
-            queue.min_fee = body.fee;
+            queue.min_fee = fee;
         }
-        queue.min_fee = queue.min_fee.min(body.fee);
-        queue.by_nonce.insert(body.nonce, hash);
+        queue.min_fee = queue.min_fee.min(fee);
+        queue.by_nonce.insert(nonce, hash);
         queue.pending_cost = needed;
         self.bytes += tx.encoded_len();
         let tx = Arc::new(tx);
@@ -396,6 +403,8 @@ impl Mempool {
             hash,
             PoolTx {
                 tx: tx.clone(),
+                fee,
+                cost,
                 seq: self.next_seq,
                 added_ms: now_ms,
             },
@@ -425,29 +434,26 @@ impl Mempool {
         &mut self,
         old: Hash,
         tx: VerifiedTransaction,
+        fee: u128,
         cost: u128,
         account: &Account,
         now_ms: u64,
     ) -> Result<Hash, AddError> {
         let sender = tx.sender();
-        let body = tx.tx();
+        let nonce = tx.nonce();
         let (old_fee, old_cost, old_len) = {
-            let old = self.txs[&old].tx.as_ref();
-            (
-                old.tx().fee,
-                old.tx().cost().unwrap_or(0),
-                old.encoded_len(),
-            )
+            let old = &self.txs[&old];
+            (old.fee, old.cost, old.tx.encoded_len())
         };
         // The bump rounded up, and at least 1.
         let bump = old_fee
             .saturating_mul(u128::from(self.config.price_bump_percent))
             .div_ceil(100);
         let min_fee = old_fee.saturating_add(bump.max(1));
-        if body.fee < min_fee {
+        if fee < min_fee {
             return Err(MempoolError::ReplacementUnderpriced {
                 sender,
-                nonce: body.nonce,
+                nonce,
                 min_fee,
             }
             .into());
@@ -461,8 +467,7 @@ impl Mempool {
             return Err(self.full_bytes().into());
         }
         let hash = tx.hash();
-        let executable = body.nonce < queue.run_end;
-        let nonce = body.nonce;
+        let executable = nonce < queue.run_end;
         let pooled = self.txs.remove(&old).expect("indexed");
         self.bytes = self.bytes - old_len + tx.encoded_len();
         let tx = Arc::new(tx);
@@ -470,6 +475,8 @@ impl Mempool {
             hash,
             PoolTx {
                 tx: tx.clone(),
+                fee,
+                cost,
                 seq: pooled.seq,
                 added_ms: now_ms,
             },
@@ -577,7 +584,7 @@ impl Mempool {
         let entry = |sender: Address, queue: &SenderQueue, nonce: u64| {
             let pooled = &self.txs[&queue.by_nonce[&nonce]];
             (
-                pooled.tx.tx().fee,
+                pooled.fee,
                 Reverse(nonce - queue.next_nonce),
                 Reverse(pooled.seq),
                 sender,
@@ -658,7 +665,7 @@ impl Mempool {
         let mut drops = Vec::new();
         let mut pending: u128 = 0;
         for (nonce, hash) in &queue.by_nonce {
-            let cost = self.txs[hash].tx.tx().cost().unwrap_or(u128::MAX);
+            let cost = self.txs[hash].cost;
             if *nonce < account.nonce {
                 drops.push((*hash, DropReason::NonceUsed));
             } else {
@@ -718,14 +725,13 @@ impl Mempool {
             .senders
             .get_mut(&pooled.tx.sender())
             .expect("every pooled tx has a sender queue");
-        let nonce = pooled.tx.tx().nonce;
+        let nonce = pooled.tx.nonce();
         queue.by_nonce.remove(&nonce);
         if nonce >= queue.run_end {
             queue.queued -= 1;
             self.queued -= 1;
         }
-        let cost = pooled.tx.tx().cost().unwrap_or(0);
-        queue.pending_cost = queue.pending_cost.saturating_sub(cost);
+        queue.pending_cost = queue.pending_cost.saturating_sub(pooled.cost);
         Some(pooled)
     }
 
@@ -829,12 +835,13 @@ impl Mempool {
                     .txs
                     .get(hash)
                     .ok_or(format!("{hash} not in the pool"))?;
-                let tx = pooled.tx.tx();
-                if tx.nonce != *nonce || pooled.tx.sender() != *sender || *nonce < queue.next_nonce
+                if pooled.tx.nonce() != *nonce
+                    || pooled.tx.sender() != *sender
+                    || *nonce < queue.next_nonce
                 {
                     return Err(format!("{hash} indexed at {sender}/{nonce}"));
                 }
-                cost = cost.saturating_add(tx.cost().unwrap_or(u128::MAX));
+                cost = cost.saturating_add(pooled.cost);
             }
             if lowest_fee(&self.txs, queue) != queue.min_fee {
                 return Err(format!("{sender}: lowest fee kept {}", queue.min_fee));
@@ -891,7 +898,7 @@ fn lowest_fee(txs: &HashMap<Hash, PoolTx>, queue: &SenderQueue) -> u128 {
     queue
         .by_nonce
         .values()
-        .map(|hash| txs[hash].tx.tx().fee)
+        .map(|hash| txs[hash].fee)
         .min()
         .unwrap_or(0)
 }

@@ -51,6 +51,10 @@ const TOTAL_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
 const META_GENESIS_HASH: &[u8] = b"genesis_hash";
 const META_TIP: &[u8] = b"tip";
+/// The on-disk format. 2: blocks hold versioned transactions (native or
+/// Ethereum). A store without the key was written in format 1.
+const META_FORMAT: &[u8] = b"format";
+const FORMAT: u32 = 2;
 
 pub use crate::params::GenesisState;
 
@@ -136,6 +140,17 @@ impl Store {
                         found,
                     });
                 }
+                let format = match store.get_meta(META_FORMAT)? {
+                    Some(bytes) => decode("store format", &bytes)?,
+                    None => 1,
+                };
+                if format != FORMAT {
+                    return Err(StoreError::FormatMismatch {
+                        path: path.display().to_string(),
+                        found: format,
+                        expected: FORMAT,
+                    });
+                }
             }
             None => store.init_genesis(genesis)?,
         }
@@ -157,6 +172,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         self.write_state(&mut batch, &changes, tree);
         batch.put_cf(self.cf(CF_META), META_GENESIS_HASH, encode(&genesis.hash));
+        batch.put_cf(self.cf(CF_META), META_FORMAT, encode(&FORMAT));
         let tip = ChainTip {
             height: 0,
             hash: genesis.hash,

@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Hash, SecretKey, Signature, keccak256, keccak256_concat};
 use crate::error::TxError;
+use crate::eth::{EthTransaction, MAX_ETH_TX_BYTES, TRANSFER_GAS, base_fee_per_gas};
 
 /// Longest memo a transaction may carry, in bytes.
 pub const MAX_MEMO_BYTES: usize = 256;
 
-/// Largest encoded signed transaction accepted anywhere: the fixed fields,
-/// a full memo and the signature, with nothing to spare.
-pub const MAX_TX_BYTES: usize = 8 + 8 + 20 + 16 + 16 + 4 + MAX_MEMO_BYTES + 65;
+/// Largest encoded native transaction: the kind tag, the fixed fields, a
+/// full memo and the signature, with nothing to spare.
+pub const MAX_TX_BYTES: usize = 1 + 8 + 8 + 20 + 16 + 16 + 4 + MAX_MEMO_BYTES + 65;
 
 /// Domain tag mixed into every transaction's sign bytes, so that a transaction
 /// signature can never be replayed as a consensus vote or any other message.
@@ -39,80 +40,296 @@ impl Transaction {
         keccak256_concat(&[TX_SIGN_DOMAIN, &body])
     }
 
-    /// The total the sender must hold: amount plus fee (`None` on overflow).
-    pub fn cost(&self) -> Option<u128> {
-        self.amount.checked_add(self.fee)
-    }
-
     pub fn sign(self, key: &SecretKey) -> SignedTransaction {
         let signature = key.sign_prehash(&self.sign_hash());
-        SignedTransaction {
+        SignedTransaction::Native(NativeTransaction {
             tx: self,
             signature,
-        }
+        })
     }
 }
 
-/// A transaction with its recoverable signature; the wire and storage form.
+/// A native transfer with its recoverable signature.
 /// The sender is never sent: it is recovered from the signature.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct SignedTransaction {
+pub struct NativeTransaction {
     pub tx: Transaction,
     pub signature: Signature,
 }
+
+/// Every kind of signed transaction, in the form blocks, gossip, the journal
+/// and the RPC carry it. The encoding is versioned by its first byte (the
+/// borsh variant tag): 0 is a native transfer, 1 an Ethereum envelope (as
+/// its raw EIP-2718 bytes, length-prefixed). New kinds get new tags, so every
+/// kind already committed keeps decoding.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignedTransaction {
+    Native(NativeTransaction),
+    Ethereum(EthTransaction),
+}
+
+impl From<EthTransaction> for SignedTransaction {
+    fn from(tx: EthTransaction) -> Self {
+        SignedTransaction::Ethereum(tx)
+    }
+}
+
+/// Largest encoded signed transaction of any kind.
+pub const MAX_SIGNED_TX_BYTES: usize = if MAX_TX_BYTES > 1 + 4 + MAX_ETH_TX_BYTES {
+    MAX_TX_BYTES
+} else {
+    1 + 4 + MAX_ETH_TX_BYTES
+};
 
 impl SignedTransaction {
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("borsh encoding into a Vec cannot fail")
     }
 
-    /// Decodes untrusted bytes: bounded size, no trailing bytes, bounded memo.
-    /// Any input gives a value or an error, never a panic.
+    /// Decodes untrusted bytes: bounded size, no trailing bytes, and each
+    /// kind's own static checks. Any input gives a value or an error, never
+    /// a panic.
     pub fn decode(bytes: &[u8]) -> Result<SignedTransaction, TxError> {
-        if bytes.len() > MAX_TX_BYTES {
+        if bytes.len() > MAX_SIGNED_TX_BYTES {
             return Err(TxError::TooLarge {
                 size: bytes.len(),
-                max: MAX_TX_BYTES,
+                max: MAX_SIGNED_TX_BYTES,
             });
         }
-        let signed = borsh::from_slice::<SignedTransaction>(bytes)
-            .map_err(|e| TxError::Decode(e.to_string()))?;
+        let signed = borsh::from_slice::<SignedTransaction>(bytes).map_err(|e| {
+            // The Ethereum decoder's own error reaches here as a borsh
+            // custom error; keep its words.
+            TxError::Decode(e.to_string())
+        })?;
         signed.check_static()?;
         Ok(signed)
     }
 
-    /// Checks that need no state: memo length.
+    /// Checks that need no state: memo length, an Ethereum transfer's gas
+    /// limit and fee caps.
     pub fn check_static(&self) -> Result<(), TxError> {
-        if self.tx.memo.len() > MAX_MEMO_BYTES {
-            return Err(TxError::MemoTooLong {
-                len: self.tx.memo.len(),
-                max: MAX_MEMO_BYTES,
-            });
+        match self {
+            SignedTransaction::Native(native) => {
+                if native.tx.memo.len() > MAX_MEMO_BYTES {
+                    return Err(TxError::MemoTooLong {
+                        len: native.tx.memo.len(),
+                        max: MAX_MEMO_BYTES,
+                    });
+                }
+            }
+            SignedTransaction::Ethereum(eth) => {
+                let t = eth.transfer();
+                if t.gas_limit < TRANSFER_GAS {
+                    return Err(TxError::IntrinsicGasTooLow {
+                        gas: t.gas_limit,
+                        min: TRANSFER_GAS,
+                    });
+                }
+                if t.max_priority_fee_per_gas > t.max_fee_per_gas {
+                    return Err(TxError::TipAboveFeeCap {
+                        tip: t.max_priority_fee_per_gas,
+                        cap: t.max_fee_per_gas,
+                    });
+                }
+            }
         }
         Ok(())
     }
 
-    /// The transaction id: keccak256 of the signed encoding.
+    /// The transaction id: keccak256 of the bytes a client submits, which
+    /// are [`SignedTransaction::encode`] for a native transfer and the
+    /// envelope for an Ethereum one (the hash every wallet computes).
     pub fn hash(&self) -> Hash {
-        keccak256(&self.encode())
+        match self {
+            SignedTransaction::Native(_) => keccak256(&self.encode()),
+            SignedTransaction::Ethereum(eth) => eth.hash(),
+        }
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        match self {
+            SignedTransaction::Native(n) => n.tx.chain_id,
+            SignedTransaction::Ethereum(e) => e.transfer().chain_id,
+        }
+    }
+
+    pub fn nonce(&self) -> u64 {
+        match self {
+            SignedTransaction::Native(n) => n.tx.nonce,
+            SignedTransaction::Ethereum(e) => e.transfer().nonce,
+        }
+    }
+
+    pub fn to(&self) -> Address {
+        match self {
+            SignedTransaction::Native(n) => n.tx.to,
+            SignedTransaction::Ethereum(e) => e.transfer().to,
+        }
+    }
+
+    pub fn amount(&self) -> u128 {
+        match self {
+            SignedTransaction::Native(n) => n.tx.amount,
+            SignedTransaction::Ethereum(e) => e.transfer().value,
+        }
+    }
+
+    /// The fee this transaction pays on a chain whose minimum fee is
+    /// `min_fee`, or why it pays too little. A native transfer pays its fee;
+    /// an Ethereum one `TRANSFER_GAS * min(max_fee, base_fee + tip)`, with the
+    /// base fee derived from `min_fee` ([`base_fee_per_gas`]).
+    pub fn fee(&self, min_fee: u128) -> Result<u128, TxError> {
+        match self {
+            SignedTransaction::Native(n) => {
+                if n.tx.fee < min_fee {
+                    return Err(TxError::FeeTooLow {
+                        min: min_fee,
+                        got: n.tx.fee,
+                    });
+                }
+                Ok(n.tx.fee)
+            }
+            SignedTransaction::Ethereum(e) => {
+                let t = e.transfer();
+                let base_fee = base_fee_per_gas(min_fee);
+                if t.max_fee_per_gas < base_fee {
+                    return Err(TxError::FeeCapBelowBaseFee {
+                        max_fee_per_gas: t.max_fee_per_gas,
+                        base_fee,
+                    });
+                }
+                let price = t
+                    .max_fee_per_gas
+                    .min(base_fee.saturating_add(t.max_priority_fee_per_gas));
+                price
+                    .checked_mul(u128::from(TRANSFER_GAS))
+                    .ok_or(TxError::CostOverflow)
+            }
+        }
+    }
+
+    /// The total the sender must hold: amount plus fee.
+    pub fn cost(&self, min_fee: u128) -> Result<u128, TxError> {
+        self.amount()
+            .checked_add(self.fee(min_fee)?)
+            .ok_or(TxError::CostOverflow)
+    }
+
+    pub fn as_native(&self) -> Option<&NativeTransaction> {
+        match self {
+            SignedTransaction::Native(n) => Some(n),
+            SignedTransaction::Ethereum(_) => None,
+        }
+    }
+
+    pub fn as_ethereum(&self) -> Option<&EthTransaction> {
+        match self {
+            SignedTransaction::Native(_) => None,
+            SignedTransaction::Ethereum(e) => Some(e),
+        }
     }
 
     /// Recovers the sender and wraps the transaction with everything later
     /// stages need, so the signature is checked exactly once per node.
     pub fn verify(self) -> Result<VerifiedTransaction, TxError> {
         self.check_static()?;
-        let encoded = self.encode();
-        let hash = keccak256(&encoded);
-        let sender = self
-            .signature
-            .recover_address(&self.tx.sign_hash())
-            .map_err(TxError::BadSignature)?;
+        let (hash, encoded_len, sender) = match &self {
+            SignedTransaction::Native(native) => {
+                let encoded = self.encode();
+                let sender = native
+                    .signature
+                    .recover_address(&native.tx.sign_hash())
+                    .map_err(TxError::BadSignature)?;
+                (keccak256(&encoded), encoded.len(), sender)
+            }
+            SignedTransaction::Ethereum(eth) => {
+                let sender = eth.recover_sender().map_err(TxError::BadSignature)?;
+                (eth.hash(), eth.raw().len() + 5, sender)
+            }
+        };
         Ok(VerifiedTransaction {
             hash,
             sender,
-            encoded_len: encoded.len(),
+            encoded_len,
             signed: self,
         })
+    }
+}
+
+impl BorshSerialize for EthTransaction {
+    fn serialize<W: borsh::io::Write>(&self, writer: &mut W) -> borsh::io::Result<()> {
+        BorshSerialize::serialize(self.raw(), writer)
+    }
+}
+
+impl BorshDeserialize for EthTransaction {
+    fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
+        let len = u32::deserialize_reader(reader)? as usize;
+        if len > MAX_ETH_TX_BYTES {
+            return Err(borsh::io::Error::new(
+                borsh::io::ErrorKind::InvalidData,
+                TxError::TooLarge {
+                    size: len,
+                    max: MAX_ETH_TX_BYTES,
+                }
+                .to_string(),
+            ));
+        }
+        let mut raw = vec![0u8; len];
+        reader.read_exact(&mut raw)?;
+        EthTransaction::decode(&raw)
+            .map_err(|e| borsh::io::Error::new(borsh::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// The JSON form of an Ethereum transaction: its envelope, plus the decoded
+/// fields for people reading it (ignored on input).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EthJson {
+    #[serde(with = "hex_bytes")]
+    raw: Vec<u8>,
+    #[serde(default, skip_deserializing)]
+    r#type: u8,
+    #[serde(default, skip_deserializing)]
+    chain_id: u64,
+    #[serde(default, skip_deserializing)]
+    nonce: u64,
+    #[serde(default, skip_deserializing)]
+    to: Address,
+    #[serde(default, skip_deserializing, with = "crate::serde_u128")]
+    value: u128,
+    #[serde(default, skip_deserializing)]
+    gas: u64,
+    #[serde(default, skip_deserializing, with = "crate::serde_u128")]
+    max_fee_per_gas: u128,
+    #[serde(default, skip_deserializing, with = "crate::serde_u128")]
+    max_priority_fee_per_gas: u128,
+}
+
+impl Serialize for EthTransaction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.transfer();
+        EthJson {
+            raw: self.raw().to_vec(),
+            r#type: t.kind.type_byte(),
+            chain_id: t.chain_id,
+            nonce: t.nonce,
+            to: t.to,
+            value: t.value,
+            gas: t.gas_limit,
+            max_fee_per_gas: t.max_fee_per_gas,
+            max_priority_fee_per_gas: t.max_priority_fee_per_gas,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EthTransaction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = EthJson::deserialize(d)?;
+        EthTransaction::decode(&json.raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -140,10 +357,6 @@ impl VerifiedTransaction {
         self.signed
     }
 
-    pub fn tx(&self) -> &Transaction {
-        &self.signed.tx
-    }
-
     pub fn hash(&self) -> Hash {
         self.hash
     }
@@ -152,6 +365,11 @@ impl VerifiedTransaction {
         self.sender
     }
 
+    pub fn nonce(&self) -> u64 {
+        self.signed.nonce()
+    }
+
+    /// The size of the transaction's encoding in a block.
     pub fn encoded_len(&self) -> usize {
         self.encoded_len
     }

@@ -200,6 +200,10 @@ struct BenchArgs {
     /// (64 transfers each behind a nonce gap), then time a normal transfer.
     #[arg(long)]
     lockout: Option<usize>,
+    /// Sign Ethereum-format (EIP-1559) transfers, as wallets do, instead of
+    /// native ones; they are submitted in the same batches.
+    #[arg(long)]
+    eth: bool,
 }
 
 impl BenchArgs {
@@ -219,6 +223,7 @@ impl BenchArgs {
             nodes_on_machine: self.nodes_on_machine,
             calibrate: !self.no_calibrate,
             drain_timeout: std::time::Duration::from_secs(self.drain_timeout_s),
+            eth: self.eth,
         }
     }
 }
@@ -432,6 +437,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let mut config = Config::load(&home.config_file())?;
             config.rpc.listen = rpc_listen;
+            // Browser wallets and dapps on any local page may call a dev
+            // chain (it listens on loopback unless told otherwise).
+            if config.rpc.cors_allowed_origins.is_empty() {
+                config.rpc.cors_allowed_origins = vec!["*".into()];
+            }
             config.metrics.enabled = !no_metrics;
             config.metrics.listen = metrics_listen;
             let node = Node::start(&home, &config).await?;
@@ -439,6 +449,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!();
             println!("Tally dev chain running (home {})", home.root.display());
             println!("JSON-RPC: http://{rpc}  (WebSocket ws://{rpc})");
+            let chain_id = Genesis::load(&home.genesis_file())?.chain_id;
+            println!(
+                "Ethereum wallets: RPC URL http://{rpc}, chain id {chain_id} ({chain_id:#x}), \
+                 currency TALLY (18 decimals); the dev keys below import as they are"
+            );
             if let Some(metrics) = node.metrics_addr {
                 println!("Metrics:  http://{metrics}/metrics");
                 println!("Dashboard: http://{metrics}/dashboard  (open it in a browser)");

@@ -321,6 +321,7 @@ impl Node {
                 blocks: blocks_tx,
                 syncing,
                 chain_id: genesis.chain_id,
+                exec: genesis.exec_params(),
                 chain_name: genesis.chain_name.clone(),
                 genesis_hash,
                 validators: genesis

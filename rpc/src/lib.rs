@@ -2,7 +2,8 @@
 //! the server trait the node implements (`TallyApiServer`) and a typed client
 //! (`TallyApiClient`, for any jsonrpsee HTTP or WebSocket client).
 //!
-//! Every method is in the `tally_` namespace. Amounts are decimal strings
+//! Every method here is in the `tally_` namespace; [`eth`] declares the
+//! Ethereum methods served on the same port. Amounts are decimal strings
 //! (they are `u128`), hashes and addresses `0x`-prefixed hex, raw
 //! transactions hex of their borsh encoding (with or without `0x`).
 //! Rejections are JSON-RPC errors with a code from [`codes`] and a message
@@ -19,6 +20,8 @@ use tally_config::RpcConfig;
 use tally_ledger::{Address, Commit, Hash, Header, Receipt, SignedTransaction, TxLocation};
 
 pub use jsonrpsee;
+
+pub mod eth;
 
 /// Application error codes (JSON-RPC reserves -32768..-32000 for itself;
 /// `-32602` invalid params is used for input that cannot be parsed).

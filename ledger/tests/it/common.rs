@@ -1,8 +1,8 @@
 //! Fixtures shared by the ledger tests.
 
 use tally_ledger::{
-    Address, ExecParams, GenesisState, Hash, Proposal, SecretKey, Store, Transaction,
-    VerifiedTransaction, keccak256,
+    Address, ExecParams, GenesisState, Hash, NativeTransaction, Proposal, SecretKey,
+    SignedTransaction, Store, Transaction, VerifiedTransaction, keccak256,
 };
 use tempfile::TempDir;
 
@@ -16,6 +16,14 @@ pub fn params() -> ExecParams {
         min_fee: MIN_FEE,
         max_block_txs: 10_000,
         max_block_bytes: 4 << 20,
+    }
+}
+
+/// The native transfer inside `signed` (tests that tamper with one).
+pub fn native(signed: SignedTransaction) -> NativeTransaction {
+    match signed {
+        SignedTransaction::Native(native) => native,
+        SignedTransaction::Ethereum(_) => panic!("not a native transfer"),
     }
 }
 

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use tally_ledger::{
-    BlockError, Hash, StateReader, TxError, build_block, merkle_root, verify_block,
+    BlockError, Hash, SignedTransaction, StateReader, TxError, build_block, merkle_root,
+    verify_block,
 };
 
-use crate::common::{MIN_FEE, START_BALANCE, key, params, proposal, store, transfer};
+use crate::common::{MIN_FEE, START_BALANCE, key, native, params, proposal, store, transfer};
 
 #[test]
 fn transfer_moves_balance_fee_and_nonce() {
@@ -157,7 +158,9 @@ fn verify_rejects_bad_blocks() {
 
     // A tampered signature: either unrecoverable, or another sender with no funds.
     let mut b = good.clone();
-    b.txs[0].tx.amount = 11;
+    let mut tampered = native(b.txs[0].clone());
+    tampered.tx.amount = 11;
+    b.txs[0] = SignedTransaction::Native(tampered);
     assert!(matches!(
         check(b),
         Err(BlockError::InvalidTx { index: 0, .. })

@@ -1,6 +1,7 @@
 //! Integration tests of the ledger, in one binary so that linking stays fast.
 
 mod common;
+mod eth;
 mod execution;
 mod journal;
 mod mempool;

@@ -101,7 +101,7 @@ fn reap_returns_executable_runs_in_nonce_order() {
         pool.add(tx, &store, 0).expect("admitted");
     }
     let reaped = pool.reap(100, usize::MAX);
-    let order: Vec<_> = reaped.iter().map(|t| (t.sender(), t.tx().nonce)).collect();
+    let order: Vec<_> = reaped.iter().map(|t| (t.sender(), t.nonce())).collect();
     assert_eq!(order.len(), 4, "b's nonce 2 waits for nonce 1: {order:?}");
     let a_nonces: Vec<_> = order
         .iter()
@@ -147,7 +147,7 @@ fn update_drops_committed_and_now_invalid_for_touched_senders() {
     let left: Vec<_> = pool
         .reap(10, usize::MAX)
         .iter()
-        .map(|t| (t.sender(), t.tx().nonce))
+        .map(|t| (t.sender(), t.nonce()))
         .collect();
     assert!(left.contains(&(a.address(), 2)));
     assert!(left.contains(&(key(1).address(), 0)));
@@ -374,7 +374,7 @@ fn a_full_pool_evicts_the_lowest_fee_tail_and_never_a_next_nonce_for_a_later_one
     let d1 = pool
         .reap(10, usize::MAX)
         .iter()
-        .find(|t| t.tx().fee == 100)
+        .find(|t| t.signed().fee(MIN_FEE) == Ok(100))
         .expect("d1")
         .hash();
     pool.add(paying(&key(5), 0, 5), &store, 0)
@@ -456,7 +456,7 @@ fn blocks_take_the_highest_fees_first_keeping_each_senders_nonces_in_order() {
     let order: Vec<_> = pool
         .reap(10, usize::MAX)
         .iter()
-        .map(|t| (t.sender(), t.tx().nonce))
+        .map(|t| (t.sender(), t.nonce()))
         .collect();
     // b pays most up front; a's 50 waits for its nonce 0 (fee 5, which
     // arrived before c's).
@@ -491,7 +491,7 @@ fn senders_paying_the_same_fee_take_turns() {
     let order: Vec<_> = pool
         .reap(4, usize::MAX)
         .iter()
-        .map(|t| (t.sender(), t.tx().nonce))
+        .map(|t| (t.sender(), t.nonce()))
         .collect();
     assert_eq!(
         order,
@@ -650,9 +650,9 @@ proptest! {
                     let account = state.0.get_mut(&address).expect("funded");
                     let mut hashes = Vec::new();
                     for tx in &run {
-                        prop_assert_eq!(tx.tx().nonce, account.nonce);
+                        prop_assert_eq!(tx.nonce(), account.nonce);
                         account.nonce += 1;
-                        account.balance -= tx.tx().cost().expect("cost");
+                        account.balance -= tx.signed().cost(MIN_FEE).expect("cost");
                         hashes.push(tx.hash());
                     }
                     pool.update(&hashes, &[address], &state).expect("update");
@@ -697,7 +697,7 @@ proptest! {
                 let expected = next
                     .entry(tx.sender())
                     .or_insert_with(|| state.account(&tx.sender()).expect("read").nonce);
-                prop_assert_eq!(tx.tx().nonce, *expected, "a run is broken");
+                prop_assert_eq!(tx.nonce(), *expected, "a run is broken");
                 *expected += 1;
             }
             prop_assert_eq!(reaped.len(), pool.stats().executable);

@@ -1,9 +1,11 @@
 //! Transactions: signing, recovery, the bounded decoder, key files.
 
-use tally_ledger::tx::{MAX_MEMO_BYTES, MAX_TX_BYTES};
-use tally_ledger::{CryptoError, SecretKey, Signature, SignedTransaction, Transaction, TxError};
+use tally_ledger::tx::{MAX_MEMO_BYTES, MAX_SIGNED_TX_BYTES, MAX_TX_BYTES};
+use tally_ledger::{
+    CryptoError, NativeTransaction, SecretKey, Signature, SignedTransaction, Transaction, TxError,
+};
 
-use crate::common::{CHAIN_ID, key};
+use crate::common::{CHAIN_ID, key, native};
 
 fn sample(memo_len: usize) -> Transaction {
     Transaction {
@@ -28,8 +30,9 @@ fn sender_is_recovered_and_hash_is_of_signed_encoding() {
 
 #[test]
 fn tampered_transaction_recovers_another_sender() {
-    let mut signed = sample(0).sign(&key(0));
+    let mut signed = native(sample(0).sign(&key(0)));
     signed.tx.amount += 1;
+    let signed = SignedTransaction::Native(signed);
     // Recovery still yields *a* key, but never the signer's.
     match signed.verify() {
         Ok(v) => assert_ne!(v.sender(), key(0).address()),
@@ -39,7 +42,7 @@ fn tampered_transaction_recovers_another_sender() {
 
 #[test]
 fn high_s_signature_is_rejected() {
-    let signed = sample(0).sign(&key(0));
+    let signed = native(sample(0).sign(&key(0)));
     // s' = n - s is the malleable twin of a valid signature.
     let n = hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
         .expect("hex");
@@ -54,10 +57,10 @@ fn high_s_signature_is_rejected() {
     let mut sig = signed.signature.0;
     sig[32..64].copy_from_slice(&high);
     sig[64] ^= 1;
-    let malleable = SignedTransaction {
+    let malleable = SignedTransaction::Native(NativeTransaction {
         tx: signed.tx.clone(),
         signature: Signature(sig),
-    };
+    });
     assert_eq!(
         malleable.verify().expect_err("must be refused"),
         TxError::BadSignature(CryptoError::HighS)
@@ -66,10 +69,12 @@ fn high_s_signature_is_rejected() {
 
 #[test]
 fn bad_recovery_id_is_rejected() {
-    let mut signed = sample(0).sign(&key(0));
+    let mut signed = native(sample(0).sign(&key(0)));
     signed.signature.0[64] = 27;
     assert_eq!(
-        signed.verify().expect_err("must be refused"),
+        SignedTransaction::Native(signed)
+            .verify()
+            .expect_err("must be refused"),
         TxError::BadSignature(CryptoError::InvalidRecoveryId(27))
     );
 }
@@ -85,7 +90,7 @@ fn memo_and_size_are_bounded() {
         SignedTransaction::decode(&over),
         Err(TxError::TooLarge { .. } | TxError::MemoTooLong { .. })
     ));
-    let huge = vec![0u8; MAX_TX_BYTES + 1];
+    let huge = vec![0u8; MAX_SIGNED_TX_BYTES + 1];
     assert!(matches!(
         SignedTransaction::decode(&huge),
         Err(TxError::TooLarge { .. })

@@ -55,6 +55,10 @@ enum Command {
     Size {
         reply: oneshot::Sender<PoolStats>,
     },
+    PendingNonce {
+        sender: Address,
+        reply: oneshot::Sender<Option<u64>>,
+    },
 }
 
 /// Where the pool has a transaction.
@@ -200,6 +204,13 @@ impl MempoolHandle {
             .send(Command::Remove { hashes })
             .await
             .map_err(|_| Stopped)
+    }
+
+    /// `sender`'s next nonce counting its executable transactions here
+    /// (see [`tally_ledger::Mempool::pending_nonce`]).
+    pub async fn pending_nonce(&self, sender: Address) -> Result<Option<u64>, Stopped> {
+        self.call(|reply| Command::PendingNonce { sender, reply })
+            .await
     }
 
     /// Transactions (executable and queued) and bytes held.
@@ -403,6 +414,9 @@ impl Actor {
             Command::Size { reply } => {
                 let _ = reply.send(self.pool.stats());
             }
+            Command::PendingNonce { sender, reply } => {
+                let _ = reply.send(self.pool.pending_nonce(&sender));
+            }
         }
         Ok(())
     }
@@ -580,7 +594,7 @@ impl Actor {
         }
         // Each sender's nonces in order, so none waits behind a gap the
         // replay itself made.
-        txs.sort_by_key(|tx| (tx.sender(), tx.tx().nonce));
+        txs.sort_by_key(|tx| (tx.sender(), tx.nonce()));
         let now = now_ms();
         let (mut admitted, mut refused) = (0usize, 0usize);
         for tx in txs {
@@ -631,7 +645,7 @@ impl Actor {
     fn journal_contents(&self) -> (Vec<SignedTransaction>, Vec<(Hash, DropReason)>) {
         let mut txs: Vec<Arc<VerifiedTransaction>> =
             self.local.iter().filter_map(|h| self.pool.get(h)).collect();
-        txs.sort_by_key(|tx| (tx.sender(), tx.tx().nonce));
+        txs.sort_by_key(|tx| (tx.sender(), tx.nonce()));
         (
             txs.iter().map(|tx| tx.signed().clone()).collect(),
             self.dropped.local(),

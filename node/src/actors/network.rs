@@ -413,7 +413,7 @@ pub fn check_batch(data: &[u8], rules: &TxRules) -> Checked {
         let Ok(tx) = SignedTransaction::decode(bytes) else {
             return fault;
         };
-        if tx.tx.chain_id != rules.chain_id || tx.tx.fee < rules.min_fee {
+        if tx.chain_id() != rules.chain_id || tx.fee(rules.min_fee).is_err() {
             return fault;
         }
         let hash = tx.hash();

@@ -1,6 +1,7 @@
-//! The JSON-RPC server: implements `tally_rpc::TallyApiServer` over the
-//! store (reads), the mempool actor (submissions) and the stream of
-//! committed blocks (waits and subscriptions).
+//! The JSON-RPC server: implements `tally_rpc::TallyApiServer` (here) and
+//! `tally_rpc::eth::EthApiServer` ([`eth`]) over the store (reads), the
+//! mempool actor (submissions) and the stream of committed blocks (waits and
+//! subscriptions), on one port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::par_map;
 use crate::trace::TxTraces;
 use prometheus_client::metrics::gauge::Gauge;
 
+mod eth;
 mod metered;
 pub mod server;
 
@@ -52,6 +54,9 @@ pub struct RpcContext {
     pub blocks: broadcast::Sender<Arc<NewBlock>>,
     pub syncing: Arc<AtomicBool>,
     pub chain_id: u64,
+    /// The execution rules (minimum fee, block limits) the `eth_` fee and
+    /// gas answers derive from.
+    pub exec: tally_ledger::ExecParams,
     pub chain_name: String,
     pub genesis_hash: Hash,
     pub validators: Vec<ValidatorInfo>,
@@ -77,7 +82,9 @@ pub async fn start(
     context: RpcContext,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let metrics = context.metrics.clone();
-    server::start(config, context.into_rpc(), metrics).await
+    let mut methods = TallyApiServer::into_rpc(context.clone());
+    methods.merge(tally_rpc::eth::EthApiServer::into_rpc(context))?;
+    server::start(config, methods, metrics).await
 }
 
 /// An error of the node's own (a store read failed, an actor stopped): the
@@ -105,10 +112,18 @@ fn tx_error_code(e: &TxError) -> i32 {
         TxError::TooLarge { .. }
         | TxError::Decode(_)
         | TxError::MemoTooLong { .. }
-        | TxError::BadSignature(_) => codes::INVALID_TX,
+        | TxError::BadSignature(_)
+        | TxError::EthTypeNotSupported(_)
+        | TxError::EthNotReplayProtected
+        | TxError::EthContractCreation
+        | TxError::EthHasData
+        | TxError::EthHasAccessList
+        | TxError::IntrinsicGasTooLow { .. }
+        | TxError::TipAboveFeeCap { .. } => codes::INVALID_TX,
         TxError::WrongChainId { .. } => codes::WRONG_CHAIN,
         TxError::NonceTooLow { .. } | TxError::NonceGap { .. } => codes::BAD_NONCE,
         TxError::FeeTooLow { .. }
+        | TxError::FeeCapBelowBaseFee { .. }
         | TxError::InsufficientBalance { .. }
         | TxError::CostOverflow
         | TxError::BalanceOverflow => codes::CANNOT_PAY,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jsonrpsee::core::ClientError;
 use tally_genesis::dev_keys;
-use tally_ledger::{SecretKey, Signature};
+use tally_ledger::{SecretKey, SignedTransaction};
 use tally_rpc::{TallyApiClient, TxStatusInfo, codes};
 
 use crate::harness::{NodeProc, client, raw, transfer, wait_height};
@@ -126,11 +126,12 @@ async fn dev_chain_commits_transfers_and_rejects_bad_input() {
         (
             "tampered signature",
             raw(&{
-                let mut tx = transfer(alice, chain_id, alice_now.nonce, bob.address(), 1);
-                let mut bytes = tx.signature.0;
-                bytes[..32].fill(0);
-                tx.signature = Signature(bytes);
-                tx
+                let tx = transfer(alice, chain_id, alice_now.nonce, bob.address(), 1);
+                let SignedTransaction::Native(mut tx) = tx else {
+                    unreachable!("a native transfer")
+                };
+                tx.signature.0[..32].fill(0);
+                SignedTransaction::Native(tx)
             }),
             codes::INVALID_TX,
         ),

@@ -13,3 +13,4 @@ mod metrics;
 mod netns;
 mod overload;
 mod rpc;
+mod wallets;

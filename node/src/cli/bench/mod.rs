@@ -33,7 +33,9 @@ use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee_ws_client::WsClientBuilder;
 use serde::Serialize;
 use tally_genesis::dev_keys;
-use tally_ledger::{Address, SecretKey, SignedTransaction, Transaction};
+use tally_ledger::{
+    Address, EthTransfer, EthTxKind, SecretKey, SignedTransaction, TRANSFER_GAS, Transaction,
+};
 use tally_rpc::{TallyApiClient, TxStatusInfo};
 use tokio::sync::Mutex;
 
@@ -69,6 +71,8 @@ pub struct BenchConfig {
     pub calibrate: bool,
     /// Stop waiting for commits this long after the last submission.
     pub drain_timeout: Duration,
+    /// Sign Ethereum-format (EIP-1559) transfers instead of native ones.
+    pub eth: bool,
 }
 
 /// Everything measured, as printed and written to `--out`.
@@ -78,6 +82,8 @@ pub struct BenchReport {
     pub senders: usize,
     /// "burst" (`--txs`), "sustained" (`--duration`) or "overload".
     pub mode: String,
+    /// "native" or "ethereum" (`--eth`) transfers.
+    pub tx_kind: String,
     pub window: usize,
     pub duration_s: Option<f64>,
     /// Distinct transfers sent (first attempts).
@@ -163,6 +169,26 @@ fn probe_key() -> SecretKey {
 /// Signs `txs` on every core.
 fn sign_all(txs: Vec<(SecretKey, Transaction)>) -> Vec<SignedTransaction> {
     par_map(&txs, |(key, tx)| tx.clone().sign(key))
+}
+
+/// Signs `txs` on every core as EIP-1559 transfers paying `gas_price` per
+/// gas (no tip), as a wallet would: the same sender, nonce, recipient and
+/// amount, the fee in Ethereum's terms.
+fn sign_all_eth(txs: Vec<(SecretKey, Transaction)>, gas_price: u128) -> Vec<SignedTransaction> {
+    par_map(&txs, |(key, tx)| {
+        EthTransfer {
+            kind: EthTxKind::DynamicFee,
+            chain_id: tx.chain_id,
+            nonce: tx.nonce,
+            max_priority_fee_per_gas: 0,
+            max_fee_per_gas: gas_price,
+            gas_limit: TRANSFER_GAS,
+            to: tx.to,
+            value: tx.amount,
+        }
+        .sign(key)
+        .into()
+    })
 }
 
 /// Signature recoveries per second using every core, over about a second.
@@ -344,11 +370,13 @@ fn reason(message: &str) -> String {
 }
 
 /// Pre-signed transfers: `per_sender` from each sender, in nonce order.
+/// `eth_gas_price`: sign Ethereum transfers at this price (else native ones).
 fn plan(
     chain_id: u64,
     senders: &[SecretKey],
     nonces: &[u64],
     per_sender: u64,
+    eth_gas_price: Option<u128>,
 ) -> Vec<Vec<Planned>> {
     let mut txs = Vec::with_capacity(senders.len() * per_sender as usize);
     for (i, key) in senders.iter().enumerate() {
@@ -366,7 +394,10 @@ fn plan(
             ));
         }
     }
-    let signed = sign_all(txs);
+    let signed = match eth_gas_price {
+        Some(price) => sign_all_eth(txs, price),
+        None => sign_all(txs),
+    };
     signed
         .chunks(per_sender.max(1) as usize)
         .map(|line| {
@@ -629,12 +660,24 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
     let total = config.txs.map_or(estimate, |cap| cap.min(estimate));
     let mut senders: Vec<SecretKey> = (0..config.senders.max(1)).map(bench_key).collect();
     let per_sender = total.div_ceil(senders.len()).max(1) as u64;
+    // Native transfers pay a fee of 1; Ethereum ones 21,000 gas at the
+    // node's gas price.
+    let eth_gas_price = match config.eth {
+        true => Some(
+            tally_rpc::eth::EthApiClient::gas_price(&clients[0])
+                .await
+                .context("asking the node for eth_gasPrice")?
+                .0,
+        ),
+        false => None,
+    };
+    let fee = eth_gas_price.map_or(1, |price| price * u128::from(TRANSFER_GAS));
     senders.push(probe_key());
     let mut nonces = fund(
         &clients[0],
         chain_id,
         &senders,
-        u128::from(per_sender) * 2 + 1_000,
+        u128::from(per_sender) * (1 + fee) + 1_000,
     )
     .await?;
     senders.pop();
@@ -646,7 +689,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
     );
     let lines = {
         let (senders, nonces) = (senders.clone(), nonces.clone());
-        tokio::task::spawn_blocking(move || plan(chain_id, &senders, &nonces, per_sender)).await?
+        tokio::task::spawn_blocking(move || {
+            plan(chain_id, &senders, &nonces, per_sender, eth_gas_price)
+        })
+        .await?
     };
     let scheduler = Arc::new(Scheduler::new(lines, config.window));
     let counters = Arc::new(Counters::default());
@@ -909,6 +955,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
         endpoints: config.endpoints.clone(),
         senders: senders.len(),
         mode: mode.into(),
+        tx_kind: if config.eth { "ethereum" } else { "native" }.into(),
         window: config.window,
         duration_s: config.duration.map(|d| d.as_secs_f64()),
         submitted,
@@ -949,7 +996,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<BenchReport> {
 pub fn print(report: &BenchReport) {
     let row = |name: &str, value: String| println!("  {name:<34} {value}");
     println!();
-    println!("tally bench results ({})", report.mode);
+    println!(
+        "tally bench results ({}, {} transfers)",
+        report.mode, report.tx_kind
+    );
     row("endpoints", report.endpoints.join(", "));
     row(
         "senders",
