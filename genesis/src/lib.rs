@@ -28,6 +28,29 @@ pub const DEV_ACCOUNTS: usize = 16;
 /// The balance of each dev account: 10^24 base units.
 pub const DEV_BALANCE: u128 = 1_000_000_000_000_000_000_000_000;
 
+/// The largest chain id: MetaMask's bound, `(2^53 - 1) / 2 - 36`, so that a
+/// legacy signature's `v` (`2 x id + 36`) stays an exact JavaScript number.
+pub const MAX_CHAIN_ID: u64 = 4_503_599_627_370_476;
+
+/// Chain ids of public EVM networks, refused so that a wallet-signed Tally
+/// transfer can never be replayed on one of them (or one of theirs here).
+const PUBLIC_CHAIN_IDS: &[(u64, &str)] = &[
+    (1, "Ethereum mainnet"),
+    (10, "OP Mainnet"),
+    (56, "BNB Smart Chain"),
+    (100, "Gnosis"),
+    (137, "Polygon PoS"),
+    (250, "Fantom"),
+    (324, "zkSync Era"),
+    (8453, "Base"),
+    (17000, "Holesky"),
+    (42161, "Arbitrum One"),
+    (43114, "Avalanche C-Chain"),
+    (59144, "Linea"),
+    (560048, "Hoodi"),
+    (11155111, "Sepolia"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {
     #[error("cannot read {path}: {error}")]
@@ -40,6 +63,16 @@ pub enum GenesisError {
     BadTime(String),
     #[error("chain id must not be 0")]
     ZeroChainId,
+    #[error(
+        "chain id {0} is above {MAX_CHAIN_ID}, the largest that wallets (MetaMask) and \
+         JavaScript numbers handle"
+    )]
+    ChainIdTooLarge(u64),
+    #[error(
+        "chain id {id} is {name}'s: Ethereum transactions signed for one chain would be valid \
+         on the other (same keys, same addresses); choose an id no public chain uses"
+    )]
+    PublicChainId { id: u64, name: &'static str },
     #[error("chain name must not be empty")]
     EmptyChainName,
     #[error("the validator set is empty: a chain needs at least one validator")]
@@ -220,6 +253,12 @@ impl Genesis {
     pub fn validate(&self) -> Result<(), GenesisError> {
         if self.chain_id == 0 {
             return Err(GenesisError::ZeroChainId);
+        }
+        if self.chain_id > MAX_CHAIN_ID {
+            return Err(GenesisError::ChainIdTooLarge(self.chain_id));
+        }
+        if let Some((id, name)) = PUBLIC_CHAIN_IDS.iter().find(|(id, _)| *id == self.chain_id) {
+            return Err(GenesisError::PublicChainId { id: *id, name });
         }
         if self.chain_name.trim().is_empty() {
             return Err(GenesisError::EmptyChainName);

@@ -25,7 +25,10 @@ use crate::crypto::{Hash, keccak256};
 use crate::mempool::DropReason;
 use crate::tx::{MAX_SIGNED_TX_BYTES, SignedTransaction};
 
-const MAGIC: &[u8; 8] = b"TALLYJ1\n";
+/// 2: transactions carry their kind tag (native or Ethereum).
+const MAGIC: &[u8; 8] = b"TALLYJ2\n";
+/// Journals of Tally before Ethereum transactions: untagged, not replayed.
+const MAGIC_V1: &[u8; 8] = b"TALLYJ1\n";
 const TAG_ACCEPTED: u8 = 1;
 const TAG_DROPPED: u8 = 2;
 /// The longest payload: a tag and the largest transaction.
@@ -132,7 +135,13 @@ impl Journal {
         let mut magic = [0u8; 8];
         if read_full(&mut input, &mut magic)? < MAGIC.len() || &magic != MAGIC {
             replay.ignored_bytes = len;
-            replay.stopped = Some("not a Tally journal (bad magic)".into());
+            replay.stopped = Some(if &magic == MAGIC_V1 {
+                "a journal of an older Tally (format 1), whose transactions this one does not \
+                 read; its clients must resubmit"
+                    .into()
+            } else {
+                "not a Tally journal (bad magic)".into()
+            });
             return Ok(replay);
         }
         let mut offset = MAGIC.len() as u64;

@@ -34,7 +34,9 @@ pub mod tx;
 pub use block::{Block, Commit, CommitSig, Header, merkle_root};
 pub use crypto::{Address, Hash, PublicKey, SecretKey, Signature, keccak256};
 pub use error::{BlockError, CryptoError, MempoolError, StoreError, TxError};
-pub use eth::{EthTransaction, EthTransfer, EthTxKind, TRANSFER_GAS, base_fee_per_gas};
+pub use eth::{
+    EthTransaction, EthTransfer, EthTxKind, MAX_ETH_TX_BYTES, TRANSFER_GAS, base_fee_per_gas,
+};
 #[cfg(feature = "store")]
 pub use execution::{ExecutedBlock, Proposal, build_block, verify_block};
 pub use journal::{Journal, Replay};

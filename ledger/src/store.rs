@@ -16,7 +16,7 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::block::{Block, Commit};
+use crate::block::{Block, Commit, Header};
 use crate::crypto::{Address, Hash};
 use crate::error::StoreError;
 use crate::execution::{ExecutedBlock, Receipt};
@@ -69,12 +69,22 @@ pub struct ChainTip {
     pub state_root: Hash,
 }
 
-/// A committed transaction with its location and receipt.
+/// A committed transaction with its location, sender and receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxRecord {
     pub tx: crate::tx::SignedTransaction,
     pub location: TxLocation,
+    /// Recovered when the block was executed, so that reading a committed
+    /// transaction never costs a signature recovery.
+    pub sender: Address,
     pub receipt: Receipt,
+}
+
+/// What the transaction index holds for a transaction id.
+#[derive(BorshSerialize, BorshDeserialize)]
+struct TxIndexEntry {
+    location: TxLocation,
+    sender: Address,
 }
 
 #[derive(Debug)]
@@ -229,6 +239,27 @@ impl Store {
             .transpose()
     }
 
+    /// The header of the block at `height` and how many transactions the
+    /// block holds, read without decoding the transactions.
+    pub fn header_by_height(&self, height: u64) -> Result<Option<(Header, u32)>, StoreError> {
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(self.cf(CF_BLOCKS), height.to_be_bytes())?
+        else {
+            return Ok(None);
+        };
+        // A block's encoding starts with its header, then the length of
+        // its transaction list.
+        let mut rest: &[u8] = &bytes;
+        let corrupt = |e: std::io::Error| StoreError::Corrupt {
+            what: "block",
+            detail: e.to_string(),
+        };
+        let header = <Header as BorshDeserialize>::deserialize(&mut rest).map_err(corrupt)?;
+        let txs = <u32 as BorshDeserialize>::deserialize(&mut rest).map_err(corrupt)?;
+        Ok(Some((header, txs)))
+    }
+
     pub fn height_by_hash(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
         self.db
             .get_pinned_cf(self.cf(CF_BLOCK_HASHES), hash.0)?
@@ -264,7 +295,7 @@ impl Store {
         let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_TX_INDEX), hash.0)? else {
             return Ok(None);
         };
-        let location: TxLocation = decode("tx location", &bytes)?;
+        let TxIndexEntry { location, sender } = decode("tx location", &bytes)?;
         let block = self
             .block_by_height(location.height)?
             .ok_or(StoreError::Corrupt {
@@ -290,8 +321,24 @@ impl Store {
         Ok(Some(TxRecord {
             tx,
             location,
+            sender,
             receipt,
         }))
+    }
+
+    /// The senders of committed transactions, from the index (`None` for
+    /// an id not committed here).
+    pub fn senders(&self, ids: &[Hash]) -> Result<Vec<Option<Address>>, StoreError> {
+        let cf = self.cf(CF_TX_INDEX);
+        self.db
+            .batched_multi_get_cf(cf, ids.iter().map(|id| &id.0), false)
+            .into_iter()
+            .map(|entry| {
+                entry?
+                    .map(|bytes| decode::<TxIndexEntry>("tx location", &bytes).map(|e| e.sender))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// The account at `address` at `height` with a Merkle proof against that
@@ -308,6 +355,15 @@ impl Store {
             .map_err(|e| StoreError::Tree(e.to_string()))?;
         let account = value.map(|v| decode("account", &v)).transpose()?;
         Ok((account, proof))
+    }
+
+    /// The state root at `height` (height 0: the genesis state).
+    pub fn state_root_at(&self, height: u64) -> Result<Hash, StoreError> {
+        let view = TreeView(self);
+        let root = JellyfishMerkleTree::<_, TreeHasher>::new(&view)
+            .get_root_hash(height)
+            .map_err(|e| StoreError::Tree(e.to_string()))?;
+        Ok(Hash(root.0))
     }
 
     /// The state root after applying `changes` on top of the latest state, as
@@ -383,6 +439,24 @@ impl Store {
                 got: height,
             });
         }
+        let n = block.txs.len();
+        let lens = [
+            executed.tx_hashes.len(),
+            executed.receipts.len(),
+            executed.senders.len(),
+        ];
+        if lens.iter().any(|&len| len != n) {
+            // Indexing part of a block would lose transactions silently.
+            return Err(StoreError::Corrupt {
+                what: "executed block",
+                detail: format!(
+                    "{n} transactions, {} ids, {} receipts, {} senders",
+                    executed.tx_hashes.len(),
+                    executed.receipts.len(),
+                    executed.senders.len()
+                ),
+            });
+        }
         let hash = block.hash();
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_BLOCKS), height.to_be_bytes(), block.encode());
@@ -390,17 +464,21 @@ impl Store {
         if let Some(commit) = seen_commit {
             batch.put_cf(self.cf(CF_COMMITS), height.to_be_bytes(), encode(commit));
         }
-        for (index, (tx, receipt)) in executed
+        for (index, ((tx, receipt), sender)) in executed
             .tx_hashes
             .iter()
             .zip(&executed.receipts)
+            .zip(&executed.senders)
             .enumerate()
         {
-            let location = TxLocation {
-                height,
-                index: index as u32,
+            let entry = TxIndexEntry {
+                location: TxLocation {
+                    height,
+                    index: index as u32,
+                },
+                sender: *sender,
             };
-            batch.put_cf(self.cf(CF_TX_INDEX), tx.0, encode(&location));
+            batch.put_cf(self.cf(CF_TX_INDEX), tx.0, encode(&entry));
             batch.put_cf(self.cf(CF_RECEIPTS), tx.0, encode(receipt));
         }
         self.write_state(&mut batch, &executed.changes, executed.tree);

@@ -324,6 +324,7 @@ impl Node {
                 exec: genesis.exec_params(),
                 chain_name: genesis.chain_name.clone(),
                 genesis_hash,
+                genesis_time_ms: genesis.genesis_time_ms(),
                 validators: genesis
                     .validators
                     .iter()

@@ -78,6 +78,22 @@ fn every_mistake_gets_a_clear_error() {
     g.chain_id = 0;
     assert!(matches!(g.validate(), Err(GenesisError::ZeroChainId)));
 
+    // Ids a wallet cannot hold, or that public EVM chains use: their
+    // signed transfers would replay here and ours there.
+    let mut g = sample();
+    g.chain_id = tally_genesis::MAX_CHAIN_ID + 1;
+    assert!(matches!(
+        g.validate(),
+        Err(GenesisError::ChainIdTooLarge(_))
+    ));
+    g.chain_id = tally_genesis::MAX_CHAIN_ID;
+    g.validate().expect("the largest id is fine");
+    for id in [1, 137, 11155111] {
+        g.chain_id = id;
+        let err = g.validate().expect_err("a public chain's id");
+        assert!(err.to_string().contains("no public chain uses"), "{err}");
+    }
+
     let mut g = sample();
     g.genesis_time = "yesterday".into();
     assert!(matches!(g.validate(), Err(GenesisError::BadTime(_))));

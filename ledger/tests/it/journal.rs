@@ -181,8 +181,14 @@ fn garbage_is_never_trusted() {
     assert_eq!(replay.ignored_bytes, 20);
     assert!(replay.stopped.expect("says why").contains("magic"));
 
+    // A journal of the release before transaction kinds says so.
+    std::fs::write(&path, b"TALLYJ1\n\x05\x00\x00\x00").expect("write");
+    let replay = Journal::read(&path).expect("read");
+    assert!(replay.txs.is_empty());
+    assert!(replay.stopped.expect("says why").contains("older Tally"));
+
     // A length field claiming 4 GiB is refused before anything is read.
-    let mut huge = b"TALLYJ1\n".to_vec();
+    let mut huge = b"TALLYJ2\n".to_vec();
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     huge.extend_from_slice(&[0u8; 8]);
     std::fs::write(&path, &huge).expect("write");
@@ -193,7 +199,7 @@ fn garbage_is_never_trusted() {
     // A well-framed entry (its check matches) with an unknown tag, or a
     // transaction that does not decode, also ends the read.
     for payload in [vec![9u8, 1, 2, 3], vec![1u8, 0xff, 0xff]] {
-        let mut bad = b"TALLYJ1\n".to_vec();
+        let mut bad = b"TALLYJ2\n".to_vec();
         bad.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         bad.extend_from_slice(&keccak256(&payload).0[..8]);
         bad.extend_from_slice(&payload);

@@ -63,8 +63,22 @@ fn committed_blocks_survive_reopen() {
         assert_eq!(record.receipt.status, TxStatus::Success);
         assert_eq!(record.receipt.fee_paid, MIN_FEE);
         assert_eq!(record.tx.hash(), *hash);
+        assert_eq!(record.sender, key(i % n).address());
+        let (header, txs) = store
+            .header_by_height(record.location.height)
+            .expect("read")
+            .expect("present");
+        assert_eq!((header.height, txs as usize), (record.location.height, n));
     }
     assert_eq!(store.transaction(&Hash([5; 32])).expect("read"), None);
+    let senders = store
+        .senders(&[tx_hashes[7], Hash([5; 32]), tx_hashes[0]])
+        .expect("read");
+    assert_eq!(
+        senders,
+        vec![Some(key(7 % n).address()), None, Some(key(0).address())]
+    );
+    assert_eq!(store.header_by_height(21).expect("read"), None);
     assert_eq!(store.block_by_height(21).expect("read"), None);
 }
 

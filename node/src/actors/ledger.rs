@@ -540,13 +540,13 @@ impl Actor {
 
     fn commit(
         &mut self,
-        mut executed: ExecutedBlock,
+        executed: ExecutedBlock,
         commit: &Commit,
     ) -> Result<ChainTip, LedgerError> {
         let time = executed.block.header.time;
-        // The store writes the hashes (indexes) but not the senders.
+        // The store indexes both; the mempool needs them too.
         let tx_hashes = Arc::new(executed.tx_hashes.clone());
-        let senders = std::mem::take(&mut executed.senders);
+        let senders = executed.senders.clone();
         let bytes = borsh::object_length(&executed.block).unwrap_or(0);
         let started = Instant::now();
         let tip = self.store.commit_with(executed, Some(commit))?;

@@ -568,13 +568,14 @@ impl Actor {
         for (hash, reason) in &replay.dropped {
             self.dropped.record(*hash, *reason, true);
         }
+        let hashes: Vec<Hash> = replay.txs.iter().map(SignedTransaction::hash).collect();
+        let known = self.store.senders(&hashes)?;
         let mut pending: Vec<SignedTransaction> = Vec::with_capacity(replay.txs.len());
         let mut committed = 0usize;
-        for tx in replay.txs {
-            if self.store.transaction(&tx.hash())?.is_some() {
-                committed += 1;
-            } else {
-                pending.push(tx);
+        for (tx, known) in replay.txs.into_iter().zip(known) {
+            match known {
+                Some(_) => committed += 1,
+                None => pending.push(tx),
             }
         }
         let verified = tokio::task::spawn_blocking(move || {

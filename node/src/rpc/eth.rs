@@ -2,7 +2,8 @@
 //! contracts, over the same store, mempool and recovery pool as `tally_`.
 //!
 //! How a native Tally transfer looks here: a legacy (type `0x0`) transaction
-//! with `gas` 21,000, `gasPrice` its fee / 21,000 (rounded down), its memo as
+//! with `gas` 21,000, `gasPrice` its fee / 21,000 (rounded up, so that
+//! `gasUsed x gasPrice` is never less than what it paid), its memo as
 //! `input`, and `v` 27 or 28 (its signature is over Tally's sign bytes, not an
 //! Ethereum payload, so no Ethereum tool can re-verify it). Every transaction
 //! uses 21,000 gas; a block's gas limit is its transaction limit x 21,000.
@@ -12,8 +13,8 @@ use std::sync::atomic::Ordering;
 use jsonrpsee::core::async_trait;
 use jsonrpsee::types::ErrorObjectOwned;
 use tally_ledger::{
-    AddError, Address, Block, EthTransaction, Hash, MempoolError, SignedTransaction, StateReader,
-    TRANSFER_GAS, TxError, TxRecord, base_fee_per_gas,
+    AddError, Address, Block, EthTransaction, Hash, Header, MAX_ETH_TX_BYTES, MempoolError,
+    SignedTransaction, StateReader, TRANSFER_GAS, TxError, TxRecord, base_fee_per_gas,
 };
 use tally_rpc::eth::{
     BlockTag, EMPTY_UNCLES_HASH, EthAddress, EthApiServer, EthBlock, EthBlockTxs, EthReceipt,
@@ -22,10 +23,11 @@ use tally_rpc::eth::{
 use tally_rpc::{codes, error, parse_hex};
 
 use super::{RpcContext, internal};
-use crate::par_map;
 
 /// Most blocks one `eth_feeHistory` call reads.
 const MAX_FEE_HISTORY: u64 = 128;
+/// Most reward percentiles one `eth_feeHistory` call asks for (geth's limit).
+const MAX_REWARD_PERCENTILES: usize = 100;
 
 /// The tip suggested to wallets: blocks are not full at the base fee, so
 /// none is needed (a higher one still buys priority under load).
@@ -120,7 +122,7 @@ impl RpcContext {
                     nonce: native.tx.nonce.into(),
                     value: Quantity(native.tx.amount),
                     gas: Quantity(gas),
-                    gas_price: Quantity(native.tx.fee / gas),
+                    gas_price: Quantity(native.tx.fee.div_ceil(gas)),
                     max_fee_per_gas: None,
                     max_priority_fee_per_gas: None,
                     input: format!("0x{}", hex::encode(&native.tx.memo)),
@@ -180,13 +182,7 @@ impl RpcContext {
         }
     }
 
-    fn receipt(
-        &self,
-        hash: Hash,
-        record: &TxRecord,
-        from: Address,
-        block_hash: Hash,
-    ) -> EthReceipt {
+    fn receipt(&self, hash: Hash, record: &TxRecord, block_hash: Hash) -> EthReceipt {
         let gas = u128::from(TRANSFER_GAS);
         let index = u128::from(record.location.index);
         EthReceipt {
@@ -194,11 +190,11 @@ impl RpcContext {
             transaction_index: Quantity(index),
             block_hash,
             block_number: record.location.height.into(),
-            from: EthAddress(from),
+            from: EthAddress(record.sender),
             to: Some(EthAddress(record.tx.to())),
             cumulative_gas_used: Quantity((index + 1) * gas),
             gas_used: Quantity(gas),
-            effective_gas_price: Quantity(record.receipt.fee_paid / gas),
+            effective_gas_price: Quantity(record.receipt.fee_paid.div_ceil(gas)),
             contract_address: None,
             logs: Vec::new(),
             logs_bloom: empty_bloom(),
@@ -214,30 +210,52 @@ impl RpcContext {
         }
     }
 
-    /// Recovers senders on the bounded pool (a stored transaction keeps no
-    /// sender; its signature was checked when it was committed).
-    async fn senders(&self, txs: Vec<SignedTransaction>) -> Result<Vec<Address>, ErrorObjectOwned> {
-        let priority = self.priority.clone();
-        let senders = self
-            .recovery
-            .run(move || {
-                par_map(&txs, |tx| {
-                    priority.step_aside();
-                    tx.clone().verify().map(|v| v.sender())
-                })
-            })
-            .await?;
-        senders
+    /// The senders of committed transactions, from the store's index
+    /// (recovered once, when their block was executed).
+    fn committed_senders(
+        &self,
+        txs: &[SignedTransaction],
+    ) -> Result<Vec<Address>, ErrorObjectOwned> {
+        let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+        self.store
+            .senders(&hashes)
+            .map_err(internal)?
             .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| internal(format!("a committed transaction does not verify: {e}")))
+            .zip(&hashes)
+            .map(|(sender, hash)| {
+                sender
+                    .ok_or_else(|| internal(format!("committed transaction {hash} is not indexed")))
+            })
+            .collect()
     }
 
-    async fn eth_block(&self, block: Block, full: bool) -> Result<EthBlock, ErrorObjectOwned> {
+    /// Block 0: the genesis, which is no stored block, as wallets and tools
+    /// that walk to it expect one.
+    fn genesis_block(&self, full: bool) -> Result<EthBlock, ErrorObjectOwned> {
+        let header = Header {
+            chain_id: self.chain_id,
+            height: 0,
+            time: self.genesis_time_ms,
+            prev_hash: Hash::ZERO,
+            tx_root: Hash::ZERO,
+            state_root: self.store.state_root_at(0).map_err(internal)?,
+            proposer: Address::ZERO,
+            validators_hash: Hash::ZERO,
+            last_commit_hash: Hash::ZERO,
+        };
+        let transactions = if full {
+            EthBlockTxs::Full(Vec::new())
+        } else {
+            EthBlockTxs::Hashes(Vec::new())
+        };
+        Ok(self.eth_block_of(self.genesis_hash, &header, 0, 0, transactions))
+    }
+
+    fn eth_block(&self, block: Block, full: bool) -> Result<EthBlock, ErrorObjectOwned> {
         let hash = block.hash();
         let height = block.height();
         let transactions = if full {
-            let senders = self.senders(block.txs.clone()).await?;
+            let senders = self.committed_senders(&block.txs)?;
             EthBlockTxs::Full(
                 block
                     .txs
@@ -257,9 +275,20 @@ impl RpcContext {
         } else {
             EthBlockTxs::Hashes(block.txs.iter().map(SignedTransaction::hash).collect())
         };
-        let header = &block.header;
-        Ok(EthBlock {
-            number: height.into(),
+        let size = block.encode().len();
+        Ok(self.eth_block_of(hash, &block.header, block.txs.len(), size, transactions))
+    }
+
+    fn eth_block_of(
+        &self,
+        hash: Hash,
+        header: &Header,
+        txs: usize,
+        size: usize,
+        transactions: EthBlockTxs,
+    ) -> EthBlock {
+        EthBlock {
+            number: header.height.into(),
             hash,
             parent_hash: header.prev_hash,
             nonce: "0x0000000000000000".into(),
@@ -272,15 +301,15 @@ impl RpcContext {
             difficulty: Quantity(0),
             total_difficulty: Quantity(0),
             extra_data: "0x".into(),
-            size: Quantity(block.encode().len() as u128),
+            size: Quantity(size as u128),
             gas_limit: self.gas_limit().into(),
-            gas_used: (block.txs.len() as u64 * TRANSFER_GAS).into(),
+            gas_used: (txs as u64 * TRANSFER_GAS).into(),
             timestamp: (header.time / 1000).into(),
             mix_hash: Hash::ZERO,
             base_fee_per_gas: Quantity(self.base_fee()),
             uncles: Vec::new(),
             transactions,
-        })
+        }
     }
 }
 
@@ -351,6 +380,18 @@ impl EthApiServer for RpcContext {
         newest: BlockTag,
         percentiles: Option<Vec<f64>>,
     ) -> Result<FeeHistory, ErrorObjectOwned> {
+        if let Some(p) = &percentiles {
+            if p.len() > MAX_REWARD_PERCENTILES {
+                return Err(invalid(format!(
+                    "at most {MAX_REWARD_PERCENTILES} reward percentiles"
+                )));
+            }
+            if p.iter().any(|x| !(0.0..=100.0).contains(x)) || p.windows(2).any(|w| w[0] > w[1]) {
+                return Err(invalid(
+                    "reward percentiles must lie in 0..=100, in increasing order",
+                ));
+            }
+        }
         let newest = self
             .height_of(Some(newest))?
             .ok_or_else(|| server_error("header not found"))?;
@@ -362,14 +403,14 @@ impl EthApiServer for RpcContext {
         let oldest = newest + 1 - count;
         let gas_limit = self.gas_limit().max(1) as f64;
         let mut gas_used_ratio = Vec::with_capacity(count as usize);
-        for height in oldest..=newest.min(oldest + count.saturating_sub(1)) {
+        for height in oldest..=newest {
             let txs = match height {
                 0 => 0,
                 h => self
                     .store
-                    .block_by_height(h)
+                    .header_by_height(h)
                     .map_err(internal)?
-                    .map_or(0, |b| b.txs.len()),
+                    .map_or(0, |(_, txs)| txs),
             };
             gas_used_ratio.push(txs as f64 * TRANSFER_GAS as f64 / gas_limit);
         }
@@ -426,6 +467,17 @@ impl EthApiServer for RpcContext {
     }
 
     async fn send_raw_transaction(&self, raw: String) -> Result<Hash, ErrorObjectOwned> {
+        // Refuse what cannot be a transfer before decoding it.
+        let digits = raw.strip_prefix("0x").unwrap_or(&raw).len();
+        if digits > 2 * MAX_ETH_TX_BYTES {
+            return Err(server_error(
+                TxError::TooLarge {
+                    size: digits / 2,
+                    max: MAX_ETH_TX_BYTES,
+                }
+                .to_string(),
+            ));
+        }
         let bytes = parse_hex("transaction", &raw)?;
         let priority = self.priority.clone();
         let verified = self
@@ -476,13 +528,8 @@ impl EthApiServer for RpcContext {
         let Some(record) = self.store.transaction(&hash).map_err(internal)? else {
             return Ok(None);
         };
-        let block_hash = self
-            .store
-            .block_by_height(record.location.height)
-            .map_err(internal)?
-            .map_or(Hash::ZERO, |b| b.hash());
-        let from = self.senders(vec![record.tx.clone()]).await?[0];
-        Ok(Some(self.receipt(hash, &record, from, block_hash)))
+        let block_hash = self.block_hash(record.location.height)?;
+        Ok(Some(self.receipt(hash, &record, block_hash)))
     }
 
     async fn get_block_by_number(
@@ -490,12 +537,16 @@ impl EthApiServer for RpcContext {
         block: BlockTag,
         full: Option<bool>,
     ) -> Result<Option<EthBlock>, ErrorObjectOwned> {
-        let Some(height) = self.height_of(Some(block))? else {
-            return Ok(None);
-        };
-        match self.store.block_by_height(height).map_err(internal)? {
-            Some(block) => Ok(Some(self.eth_block(block, full.unwrap_or(false)).await?)),
+        let full = full.unwrap_or(false);
+        match self.height_of(Some(block))? {
             None => Ok(None),
+            Some(0) => Ok(Some(self.genesis_block(full)?)),
+            Some(height) => self
+                .store
+                .block_by_height(height)
+                .map_err(internal)?
+                .map(|block| self.eth_block(block, full))
+                .transpose(),
         }
     }
 
@@ -504,10 +555,15 @@ impl EthApiServer for RpcContext {
         hash: Hash,
         full: Option<bool>,
     ) -> Result<Option<EthBlock>, ErrorObjectOwned> {
-        match self.store.block_by_hash(&hash).map_err(internal)? {
-            Some(block) => Ok(Some(self.eth_block(block, full.unwrap_or(false)).await?)),
-            None => Ok(None),
+        let full = full.unwrap_or(false);
+        if hash == self.genesis_hash {
+            return Ok(Some(self.genesis_block(full)?));
         }
+        self.store
+            .block_by_hash(&hash)
+            .map_err(internal)?
+            .map(|block| self.eth_block(block, full))
+            .transpose()
     }
 
     async fn get_logs(

@@ -59,6 +59,8 @@ pub struct RpcContext {
     pub exec: tally_ledger::ExecParams,
     pub chain_name: String,
     pub genesis_hash: Hash,
+    /// The genesis time (ms since the Unix epoch): block 0's timestamp.
+    pub genesis_time_ms: u64,
     pub validators: Vec<ValidatorInfo>,
     pub validator: Option<Address>,
     pub p2p_addrs: Vec<String>,
@@ -277,12 +279,8 @@ impl RpcContext {
 
     async fn tx_info(&self, hash: Hash) -> Result<TxInfo, ErrorObjectOwned> {
         if let Some(record) = self.store.transaction(&hash).map_err(internal)? {
-            let block_hash = self
-                .store
-                .block_by_height(record.location.height)
-                .map_err(internal)?
-                .map_or(Hash::ZERO, |b| b.hash());
-            let sender = record.tx.clone().verify().ok().map(|v| v.sender());
+            let block_hash = self.block_hash(record.location.height)?;
+            let sender = Some(record.sender);
             return Ok(TxInfo {
                 hash,
                 status: TxStatusInfo::Committed {
@@ -312,6 +310,15 @@ impl RpcContext {
             sender: tx.as_ref().map(|tx| tx.sender()),
             tx: tx.map(|tx| tx.signed().clone()),
         })
+    }
+
+    /// The hash of a committed block, from its header alone.
+    fn block_hash(&self, height: u64) -> Result<Hash, ErrorObjectOwned> {
+        self.store
+            .header_by_height(height)
+            .map_err(internal)?
+            .map(|(header, _)| header.hash())
+            .ok_or_else(|| internal(format!("no block at committed height {height}")))
     }
 
     fn block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned> {

@@ -12,7 +12,7 @@ use tally_genesis::dev_keys;
 use tally_ledger::{
     Address, EthTransfer, EthTxKind, Hash, SecretKey, SignedTransaction, TRANSFER_GAS,
 };
-use tally_rpc::eth::{EthAddress, EthApiClient, Quantity};
+use tally_rpc::eth::{EthAddress, EthApiClient, EthBlockTxs, Quantity};
 use tally_rpc::{TallyApiClient, TxStatusInfo};
 
 use crate::harness::{
@@ -227,4 +227,175 @@ async fn ethereum_transfers_are_gossiped_and_share_nonces_with_native_ones() {
         .expect("balance");
     assert_eq!(balance, Quantity(8_000));
     assert_agreement(&clients).await;
+}
+
+/// One raw HTTP POST; the response body.
+fn post(url: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// What libraries parse beyond the methods' happy paths: batches and ids,
+/// `null` for what is not known, block 0, the limits on what one call may
+/// ask, and native transfers in their Ethereum dress.
+#[tokio::test(flavor = "multi_thread")]
+async fn eth_answers_have_the_shapes_libraries_parse() {
+    use tally_rpc::eth::BlockTag;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::spawn(
+        "dev",
+        &dir.path().join("dev"),
+        "dev",
+        crate::harness::DEV_ARGS,
+    );
+    let url = node.rpc_url().await;
+    let rpc = client(&url);
+    wait_height(&rpc, 1, Duration::from_secs(30)).await;
+    let status = rpc.status().await.expect("status");
+
+    // A batch with an id of 0 and a string id; an unknown receipt is null.
+    let answer: serde_json::Value = serde_json::from_str(&post(
+        &url,
+        &format!(
+            r#"[{{"jsonrpc":"2.0","id":0,"method":"eth_chainId","params":[]}},
+                {{"jsonrpc":"2.0","id":"r","method":"eth_getTransactionReceipt","params":["{}"]}}]"#,
+            Hash([7; 32])
+        ),
+    ))
+    .expect("JSON");
+    let answers = answer.as_array().expect("a batch answer");
+    let by_id = |id: serde_json::Value| {
+        answers
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("an answer with id {id}: {answer}"))
+    };
+    assert_eq!(
+        by_id(serde_json::json!(0))["result"],
+        format!("{:#x}", status.chain_id)
+    );
+    let receipt = by_id(serde_json::json!("r"));
+    assert!(
+        receipt["result"].is_null() && receipt.get("error").is_none(),
+        "{receipt}"
+    );
+
+    // Block 0 is the genesis, and block 1 names it as its parent.
+    let genesis = EthApiClient::get_block_by_number(&rpc, BlockTag::Earliest, Some(true))
+        .await
+        .expect("block 0")
+        .expect("exists");
+    assert_eq!(genesis.hash, status.genesis_hash);
+    assert_eq!(genesis.number, Quantity(0));
+    assert!(genesis.base_fee_per_gas.0 > 0);
+    let by_hash = EthApiClient::get_block_by_hash(&rpc, status.genesis_hash, None)
+        .await
+        .expect("by hash")
+        .expect("exists");
+    assert_eq!(by_hash.hash, genesis.hash);
+    let one = EthApiClient::get_block_by_number(&rpc, BlockTag::Number(1), None)
+        .await
+        .expect("block 1")
+        .expect("exists");
+    assert_eq!(one.parent_hash, genesis.hash);
+    assert!(
+        EthApiClient::get_block_by_number(&rpc, BlockTag::Number(1 << 40), None)
+            .await
+            .expect("a future block")
+            .is_none()
+    );
+
+    // What one call may ask is bounded.
+    let too_many =
+        EthApiClient::fee_history(&rpc, Quantity(4), BlockTag::Latest, Some(vec![50.0; 101]))
+            .await
+            .expect_err("101 percentiles");
+    assert!(too_many.to_string().contains("at most 100"), "{too_many}");
+    let unordered =
+        EthApiClient::fee_history(&rpc, Quantity(4), BlockTag::Latest, Some(vec![90.0, 10.0]))
+            .await
+            .expect_err("decreasing percentiles");
+    assert!(unordered.to_string().contains("increasing"), "{unordered}");
+    let history = EthApiClient::fee_history(
+        &rpc,
+        Quantity(1 << 20),
+        BlockTag::Latest,
+        Some(vec![25.0, 75.0]),
+    )
+    .await
+    .expect("fee history");
+    assert!(history.gas_used_ratio.len() <= 128);
+    assert_eq!(
+        history.base_fee_per_gas.len(),
+        history.gas_used_ratio.len() + 1
+    );
+    let huge = format!("0x02{}", "00".repeat(4096));
+    let refused = EthApiClient::send_raw_transaction(&rpc, huge)
+        .await
+        .expect_err("4 KiB is no transfer");
+    assert!(
+        refused.to_string().contains("more than the maximum of 512"),
+        "{refused}"
+    );
+
+    // A chain with no contracts.
+    let anyone = EthAddress(Address([0x42; 20]));
+    assert_eq!(
+        EthApiClient::get_code(&rpc, anyone, None)
+            .await
+            .expect("code"),
+        "0x"
+    );
+    let logs = EthApiClient::get_logs(&rpc, serde_json::json!({"fromBlock": "0x0"}))
+        .await
+        .expect("logs");
+    assert!(logs.is_empty());
+
+    // A native transfer seen through eth_: its sender, a gas price that
+    // covers its fee, 21,000 gas.
+    let keys = dev_keys();
+    let to = Address([0x77; 20]);
+    let tx = transfer(&keys[4], status.chain_id, 0, to, 5);
+    let hash = rpc
+        .send_transaction_and_wait(raw(&tx), None)
+        .await
+        .expect("committed")
+        .hash;
+    let receipt = EthApiClient::get_transaction_receipt(&rpc, hash)
+        .await
+        .expect("receipt")
+        .expect("committed");
+    assert_eq!(receipt.from, EthAddress(keys[4].address()));
+    assert_eq!(receipt.gas_used, Quantity(u128::from(TRANSFER_GAS)));
+    assert!(receipt.effective_gas_price.0 * u128::from(TRANSFER_GAS) >= tx.fee(1).expect("fee"));
+    let seen = EthApiClient::get_transaction_by_hash(&rpc, hash)
+        .await
+        .expect("tx")
+        .expect("known");
+    assert_eq!(seen.r#type, Quantity(0));
+    assert_eq!(seen.value, Quantity(5));
+    let block = EthApiClient::get_block_by_number(
+        &rpc,
+        BlockTag::Number(receipt.block_number.0 as u64),
+        Some(true),
+    )
+    .await
+    .expect("block")
+    .expect("exists");
+    let EthBlockTxs::Full(txs) = block.transactions else {
+        panic!("full transactions asked for")
+    };
+    assert!(txs.iter().any(|t| t.hash == hash && t.from == receipt.from));
 }
