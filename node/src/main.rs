@@ -133,7 +133,7 @@ enum Command {
     #[command(subcommand)]
     Query(QueryCommand),
     /// Load generator: submits pre-signed transfers and measures the chain.
-    Bench(BenchArgs),
+    Bench(BenchCli),
     /// A testnet whose nodes each run on their own emulated host (a network
     /// namespace), and the network faults to put on it. Linux, as root.
     #[command(subcommand)]
@@ -149,6 +149,46 @@ enum Command {
         /// validator never signed at the chain's current heights.
         #[arg(long)]
         signing_state: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchCli {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    load: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Block sync: build a chain on a localnet (or reuse one in --dir),
+    /// then time a fresh full node catching up with it.
+    Sync {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Transfers to build the chain with.
+        #[arg(long, default_value_t = 1_000_000)]
+        txs: usize,
+        /// Sender accounts of the load that builds the chain.
+        #[arg(long, default_value_t = 10_000)]
+        senders: usize,
+        /// Rate of that load (transfers/s); 0: as fast as accepted. Several
+        /// validators on one machine build a long chain faster at about
+        /// what they sustain than under a burst.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Keep the chain here (reused by later runs) instead of a
+        /// temporary directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Give up if the full node is not at the tip after this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout_s: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -644,7 +684,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print!("{}", tally_node::cli::trace::timeline(&hash, &rpcs).await?);
             }
         },
-        Command::Bench(args) => {
+        Command::Bench(BenchCli {
+            command:
+                Some(BenchCommand::Sync {
+                    validators,
+                    txs,
+                    senders,
+                    rate,
+                    dir,
+                    timeout_s,
+                    out,
+                }),
+            ..
+        }) => {
+            use tally_node::cli::bench::sync;
+            let report = sync::run(
+                sync::SyncBenchConfig {
+                    exe: std::env::current_exe()?,
+                    validators,
+                    txs,
+                    senders,
+                    rate,
+                    dir,
+                    timeout: std::time::Duration::from_secs(timeout_s),
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            sync::print(&report);
+            if let Some(out) = out {
+                write_json(&out, &serde_json::to_string_pretty(&report)?)?;
+            }
+        }
+        Command::Bench(BenchCli { load: args, .. }) => {
             use tally_node::cli::bench;
             let json = if let Some(accounts) = args.lockout {
                 let client = bench::http(&args.endpoints[0])?;
@@ -657,9 +729,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&report)?
             };
             if let Some(out) = args.out {
-                std::fs::write(&out, json + "\n")
-                    .with_context(|| format!("writing {}", out.display()))?;
-                println!("wrote {}", out.display());
+                write_json(&out, &json)?;
             }
         }
         Command::Netns(command) => command.run()?,
@@ -737,4 +807,11 @@ fn print_testnet(genesis: &Genesis, nodes: &[homes::TestnetNode]) {
             node.metrics
         );
     }
+}
+
+fn write_json(out: &std::path::Path, json: &str) -> anyhow::Result<()> {
+    std::fs::write(out, format!("{json}\n"))
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
 }

@@ -182,6 +182,7 @@ impl Node {
             validators: genesis_set.clone(),
             genesis_time_ms: genesis.genesis_time_ms(),
         };
+        let sync_chain = Arc::new(chain.clone());
         let (ledger, ledger_task) = ledger::spawn(
             store.clone(),
             chain,
@@ -294,7 +295,9 @@ impl Node {
             Duration::from_millis(config.sync.interval_ms.max(50)),
             config.sync.batch_blocks.max(1),
             metrics.network.clone(),
+            metrics.ledger.recovery.clone(),
             peer_view.clone(),
+            sync_chain,
         );
         let router_task = network::spawn(
             net_events,

@@ -102,6 +102,7 @@ enum Command {
     ApplySynced {
         block: Block,
         commit: Commit,
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
         reply: oneshot::Sender<Result<ChainTip, LedgerError>>,
     },
 }
@@ -182,18 +183,73 @@ impl LedgerHandle {
     }
 
     /// Checks a fetched block's certificate and contents, and commits it.
+    /// `known[i]`, when present, is transaction `i` already recovered.
     pub async fn apply_synced(
         &self,
         block: Block,
         commit: Commit,
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
     ) -> Result<ChainTip, LedgerError> {
         self.call(|reply| Command::ApplySynced {
             block,
             commit,
+            known,
             reply,
         })
         .await
     }
+}
+
+/// Checks that `commit` is a certificate of block `hash` at `height` by the
+/// chain's validators.
+fn check_certificate(
+    params: &ChainParams,
+    commit: &Commit,
+    height: u64,
+    hash: &Hash,
+) -> Result<(), LedgerError> {
+    verify_certificate(
+        &Secp256k1,
+        params.exec.chain_id,
+        &params.validators,
+        height,
+        hash,
+        &commit_to_certificate(commit),
+    )
+    .map(|_| ())
+    .map_err(|e| LedgerError::Invalid(format!("certificate of block {height}: {e}")))
+}
+
+/// What a fetched block must pass before any work on its transactions'
+/// signatures, cheapest first: the certificate is for this block, the block
+/// holds no more transactions than a block may, the certificate is signed
+/// by validators with more than 2/3 of the power, and the body is the one
+/// the header commits to (one keccak256 per transaction). Block sync runs
+/// it before recovering the transactions; the ledger again before applying.
+pub fn check_synced_block(
+    params: &ChainParams,
+    block: &Block,
+    commit: &Commit,
+) -> Result<(), LedgerError> {
+    let (hash, height) = (block.hash(), block.height());
+    if commit.block_hash != hash {
+        return Err(LedgerError::Invalid(format!(
+            "certificate is for block {}, not {hash}",
+            commit.block_hash
+        )));
+    }
+    if block.txs.len() > params.exec.max_block_txs {
+        return Err(LedgerError::Invalid(format!(
+            "block {height} holds {} transactions, more than {}",
+            block.txs.len(),
+            params.exec.max_block_txs
+        )));
+    }
+    check_certificate(params, commit, height, &hash)?;
+    block
+        .check_body()
+        .map_err(|e| LedgerError::Invalid(format!("block {height}: {e}")))?;
+    Ok(())
 }
 
 /// Everything the ledger actor needs to know about the chain.
@@ -300,9 +356,10 @@ impl Actor {
                 Command::ApplySynced {
                     block,
                     commit,
+                    known,
                     reply,
                 } => {
-                    let result = self.apply_synced(block, commit);
+                    let result = self.apply_synced(block, commit, known);
                     if let Some(e) = result.as_ref().err().filter(|e| e.is_store_failure()) {
                         let message = format!("applying a synced block: {e}");
                         let _ = reply.send(result);
@@ -397,26 +454,8 @@ impl Actor {
             (None, _) => Err(LedgerError::Invalid(
                 "block carries no certificate of the previous block".into(),
             )),
-            (Some(commit), height) => self.check_certificate(commit, height, &tip.hash),
+            (Some(commit), height) => check_certificate(&self.params, commit, height, &tip.hash),
         }
-    }
-
-    fn check_certificate(
-        &self,
-        commit: &Commit,
-        height: u64,
-        hash: &Hash,
-    ) -> Result<(), LedgerError> {
-        verify_certificate(
-            &Secp256k1,
-            self.params.exec.chain_id,
-            &self.params.validators,
-            height,
-            hash,
-            &commit_to_certificate(commit),
-        )
-        .map(|_| ())
-        .map_err(|e| LedgerError::Invalid(format!("certificate of block {height}: {e}")))
     }
 
     fn verify(
@@ -455,7 +494,13 @@ impl Actor {
                     .is_none_or(|k| k.signed() != &block.txs[i])
             })
             .collect();
+        let started = Instant::now();
         let recovered = par_map(&unseen, |&i| block.txs[i].clone().verify().ok());
+        if !unseen.is_empty() {
+            self.metrics
+                .recovery
+                .observe(started.elapsed().as_secs_f64());
+        }
         for (i, tx) in unseen.into_iter().zip(recovered) {
             known[i] = tx.map(Arc::new);
         }
@@ -509,7 +554,12 @@ impl Actor {
         }
     }
 
-    fn apply_synced(&mut self, block: Block, commit: Commit) -> Result<ChainTip, LedgerError> {
+    fn apply_synced(
+        &mut self,
+        block: Block,
+        commit: Commit,
+        known: Vec<Option<Arc<VerifiedTransaction>>>,
+    ) -> Result<ChainTip, LedgerError> {
         let hash = block.hash();
         let height = block.height();
         if commit.block_hash != hash {
@@ -530,10 +580,14 @@ impl Actor {
                 tip.height
             )));
         }
-        self.check_certificate(&commit, height, &hash)?;
+        let started = Instant::now();
+        check_synced_block(&self.params, &block, &commit)?;
+        self.metrics
+            .certificate
+            .observe(started.elapsed().as_secs_f64());
         let executed = match self.executed.remove(&hash) {
             Some(executed) => executed,
-            None => self.execute(block, Vec::new())?,
+            None => self.execute(block, known)?,
         };
         self.commit(executed, &commit)
     }

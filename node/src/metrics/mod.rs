@@ -10,6 +10,8 @@
 pub mod dashboard;
 pub mod server;
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -94,6 +96,11 @@ pub struct LedgerMetrics {
     pub block_txs: Histogram,
     pub execution: Histogram,
     pub commit: Histogram,
+    /// Recovering the signatures of a block's transactions not verified
+    /// before (by the mempool, or by block sync ahead of the ledger).
+    pub recovery: Histogram,
+    /// Checking a synced block's certificate and body.
+    pub certificate: Histogram,
     pub store_bytes: Gauge,
 }
 
@@ -117,6 +124,8 @@ pub struct NetworkMetrics {
     pub sync_requests_made: Counter,
     pub sync_blocks_received: Counter,
     pub sync_lag: Gauge,
+    /// Seconds the ledger had no synced block to apply while block sync ran.
+    pub sync_wait: Counter<f64, AtomicU64>,
 }
 
 impl NetworkMetrics {
@@ -179,6 +188,8 @@ impl Default for Metrics {
                 block_txs: counts(),
                 execution: seconds(),
                 commit: seconds(),
+                recovery: seconds(),
+                certificate: seconds(),
                 store_bytes: Gauge::default(),
             },
             mempool: MempoolMetrics::default(),
@@ -307,6 +318,18 @@ impl Metrics {
             l.commit.clone(),
         );
         reg.register_with_unit(
+            "recovery",
+            "Time to recover the signatures of a block's transactions not verified before (by the mempool, or by block sync ahead of the ledger)",
+            Unit::Seconds,
+            l.recovery.clone(),
+        );
+        reg.register_with_unit(
+            "certificate",
+            "Time to check a synced block's certificate and body",
+            Unit::Seconds,
+            l.certificate.clone(),
+        );
+        reg.register_with_unit(
             "store",
             "Size of the store's files on disk",
             Unit::Bytes,
@@ -379,6 +402,12 @@ impl Metrics {
             "lag",
             "Blocks between our tip and the highest tip a peer reported",
             n.sync_lag.clone(),
+        );
+        reg.register_with_unit(
+            "wait",
+            "Time the ledger waited for the next synced block (from peers, or from signature recovery)",
+            Unit::Seconds,
+            n.sync_wait.clone(),
         );
 
         let q = &m.rpc;

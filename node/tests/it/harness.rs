@@ -244,6 +244,15 @@ pub const DEV_ARGS: &[&str] = &[
     "50",
 ];
 
+/// A node config for a node started in this process: p2p and JSON-RPC on
+/// free loopback ports.
+pub fn loopback_config() -> Config {
+    let mut config = Config::default();
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config
+}
+
 pub fn client(url: &str) -> HttpClient {
     HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(10))

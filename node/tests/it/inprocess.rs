@@ -11,7 +11,7 @@ use tally_node::wire::{SyncRequest, SyncResponse, decode, encode};
 use tally_p2p::{Event, Multiaddr};
 use tally_rpc::TallyApiClient;
 
-use crate::harness::{client, wait_for, wait_height};
+use crate::harness::{client, loopback_config, wait_for, wait_height};
 
 #[test]
 fn the_documented_config_reads_back_as_written() {
@@ -79,9 +79,7 @@ fn forged(chain_id: u64, height: u64) -> (Block, Commit) {
 async fn a_peer_serving_forged_blocks_is_banned_and_the_node_carries_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = Home::new(dir.path().join("node"));
-    let mut config = Config::default();
-    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
+    let mut config = loopback_config();
     config.sync.interval_ms = 200;
     let (genesis, _) = homes::init(&home, 4242, None, false, config.clone()).expect("init");
     let node = Node::start(&home, &config).await.expect("node starts");
@@ -160,4 +158,113 @@ async fn a_peer_serving_forged_blocks_is_banned_and_the_node_carries_on() {
     assert!(!running.is_finished(), "the node stopped");
     let _ = hostile.shutdown().await;
     running.abort();
+}
+
+/// A full node catches up by block sync from an honest validator while a
+/// second peer claims a far higher tip and serves no block: that peer is
+/// asked only for heights within its claim, its empty answers cost the node
+/// nothing but a retry elsewhere, and the node reaches the honest tip with
+/// the validator's blocks. Several small ranges are in flight at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_catches_up_past_a_peer_that_claims_blocks_it_lacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = Home::new(dir.path().join("validator"));
+    let mut config = loopback_config();
+    config.sync.interval_ms = 200;
+    config.sync.batch_blocks = 4;
+    homes::init(&validator, 4243, None, false, config.clone()).expect("init");
+    // A block every 100 ms, with or without transactions.
+    let mut genesis = tally_genesis::Genesis::load(&validator.genesis_file()).expect("genesis");
+    genesis.consensus.empty_block_interval_ms = 0;
+    genesis
+        .save(&validator.genesis_file())
+        .expect("save genesis");
+    let node = Node::start(&validator, &config)
+        .await
+        .expect("validator starts");
+    let rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let validator_addr = format!("{}/p2p/{}", node.p2p_addrs[0], node.peer_id);
+    let validator_running = tokio::spawn(node.run_until(std::future::pending()));
+    let target = wait_height(&rpc, 60, Duration::from_secs(60)).await;
+
+    // The liar: listens, claims a million blocks, serves none.
+    let liar_dir = tempfile::tempdir().expect("tempdir");
+    let (liar, mut events) = tally_p2p::spawn(tally_p2p::Config {
+        key_file: liar_dir.path().join("node_key"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        chain_id: genesis.chain_id,
+        genesis_hash: genesis.hash().0,
+        ..tally_p2p::Config::default()
+    })
+    .await
+    .expect("liar starts");
+    let liar_addr = format!(
+        "{}/p2p/{}",
+        liar.listen_addrs().await.expect("listen addrs")[0],
+        liar.local_peer_id()
+    );
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, u32)>::new()));
+    let liar_task = {
+        let (liar, asked) = (liar.clone(), asked.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let Event::Request { id, data, .. } = event {
+                    let response = match decode::<SyncRequest>(&data) {
+                        Ok(SyncRequest::Status) => SyncResponse::Status {
+                            height: 1_000_000,
+                            hash: Hash::ZERO,
+                        },
+                        Ok(SyncRequest::Blocks { from, count }) => {
+                            asked.lock().expect("lock").push((from, count));
+                            SyncResponse::Blocks(Vec::new())
+                        }
+                        Err(_) => SyncResponse::Error("?".into()),
+                    };
+                    let _ = liar.respond(id, encode(&response)).await;
+                }
+            }
+        })
+    };
+
+    let follower = Home::new(dir.path().join("follower"));
+    let mut follower_config = config.clone();
+    follower_config.p2p.bootstrap = vec![validator_addr, liar_addr];
+    follower_config.node.validator_key = String::new();
+    homes::init(
+        &follower,
+        4243,
+        Some(genesis),
+        true,
+        follower_config.clone(),
+    )
+    .expect("init");
+    let node = Node::start(&follower, &follower_config)
+        .await
+        .expect("full node starts");
+    let follower_rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let follower_running = tokio::spawn(node.run_until(std::future::pending()));
+    wait_height(&follower_rpc, target, Duration::from_secs(30)).await;
+    // The same blocks as the validator's.
+    for height in [1, target / 2, target] {
+        let ours = follower_rpc
+            .get_block_by_height(height)
+            .await
+            .expect("block");
+        let theirs = rpc.get_block_by_height(height).await.expect("block");
+        assert_eq!(
+            ours.map(|b| b.hash),
+            theirs.map(|b| b.hash),
+            "height {height}"
+        );
+    }
+    // Whatever the liar was asked (it may have connected after the
+    // catch-up began) lay within the heights the follower lacked.
+    let asked = asked.lock().expect("lock").clone();
+    println!("the liar was asked for {asked:?}");
+    assert!(asked.iter().all(|(from, count)| *from >= 1 && *count <= 4));
+    assert!(!follower_running.is_finished() && !validator_running.is_finished());
+    liar_task.abort();
+    let _ = liar.shutdown().await;
+    follower_running.abort();
+    validator_running.abort();
 }

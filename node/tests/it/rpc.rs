@@ -12,11 +12,11 @@ use jsonrpsee::core::client::Subscription;
 use jsonrpsee_ws_client::{WsClient, WsClientBuilder};
 use tally_genesis::dev_keys;
 use tally_node::cli::homes;
-use tally_node::config::{Config, Home};
+use tally_node::config::Home;
 use tally_node::node::Node;
 use tally_rpc::{BlockSummary, TallyApiClient, TxInfo, TxStatusInfo, codes};
 
-use crate::harness::{client, raw, transfer, wait_for, wait_height};
+use crate::harness::{client, loopback_config, raw, transfer, wait_for, wait_height};
 
 /// Reads until the server closes the connection (or `within` passes);
 /// returns what it sent and whether it closed in time.
@@ -78,9 +78,7 @@ async fn blocks(ws: &WsClient) -> Result<Subscription<BlockSummary>, ClientError
 async fn the_rpc_server_holds_its_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = Home::new(dir.path().join("node"));
-    let mut config = Config::default();
-    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
+    let mut config = loopback_config();
     config.rpc.max_connections = 6;
     config.rpc.max_subscriptions_per_connection = 2;
     config.rpc.max_subscriptions = 3;

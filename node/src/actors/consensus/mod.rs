@@ -478,7 +478,7 @@ impl Actor {
         let (ledger, internal) = (self.ledger.clone(), self.internal.clone());
         tokio::spawn(async move {
             let result = match block {
-                Some(block) => ledger.apply_synced(block, commit).await,
+                Some(block) => ledger.apply_synced(block, commit, Vec::new()).await,
                 None => ledger.commit_decided(commit.block_hash, commit).await,
             };
             let _ = internal.send(Internal::Committed { height, result });

@@ -22,6 +22,7 @@
 mod load;
 pub mod lockout;
 mod rss;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,21 +1,22 @@
 //! Block sync. The server answers peers' requests for our height and for
 //! committed blocks with their certificates. The client asks peers for their
-//! height every interval and, when one is ahead, fetches the missing blocks
-//! and hands each to the ledger, which checks its certificate against the
-//! validator set and re-executes it before committing.
+//! height every interval and, when some are ahead, fetches the missing
+//! blocks from all of them at once ([`fetch`]) and hands each to the
+//! ledger, which checks its certificate against the validator set and
+//! re-executes it before committing.
 //!
 //! Nothing a peer says is trusted before it is checked, cheapest first: a
 //! response must start at the height asked for, be contiguous and hold no
 //! more blocks than asked (else the peer is banned, before any signature
-//! work); every block must move our tip. A claimed height is only a hint:
-//! of the peers ahead, the one claiming the lowest height is asked (an
-//! inflated claim never wins over an honest one), one fetch lasts at most
-//! [`MAX_FETCH`] before the choice is made again, and a peer that claims to
-//! be ahead and then serves no blocks or no progress gets a strike and is
-//! not asked for a while ([`COOLDOWN`], after three strikes
-//! [`LONG_COOLDOWN`]). Timeouts and refusals are no strike: an overloaded
-//! honest peer looks the same. So a peer that claims `u64::MAX` and serves
-//! old blocks costs us one cheap check per response.
+//! work); every block must move our tip. A claimed height is only a hint: a
+//! peer is asked only for heights up to its own claim, so a modest claim
+//! slows nobody down and an inflated one comes back empty; a peer that
+//! claims to be ahead and then serves no blocks gets a strike and is not
+//! asked for a while ([`COOLDOWN`], after three strikes [`LONG_COOLDOWN`]).
+//! Timeouts and refusals are no strike: an overloaded honest peer looks the
+//! same. One catch-up lasts at most 20 s before the peers are asked again.
+//! So a peer that claims `u64::MAX` and serves old blocks costs us one cheap
+//! check per response.
 //!
 //! The server answers height requests at once and block requests a few at
 //! a time, at most [`SERVE_PER_PEER`] per peer, so one peer cannot take
@@ -26,15 +27,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod fetch;
+
+use prometheus_client::metrics::histogram::Histogram;
 use tally_ledger::{Block, Commit, Store};
 use tally_p2p::{PeerId, RequestId};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::actors::ledger::{LedgerError, LedgerHandle};
+use crate::actors::ledger::{ChainParams, LedgerHandle};
 use crate::actors::network::PeerView;
 use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
+use fetch::Fetched;
 
 /// Blocks caught up at once at which the node warns, and how often.
 const FAR_BEHIND: u64 = 20;
@@ -55,8 +60,6 @@ const COOLDOWN: Duration = Duration::from_secs(30);
 /// After this many unbacked claims, it is not asked for `LONG_COOLDOWN`.
 const MAX_STRIKES: u32 = 3;
 const LONG_COOLDOWN: Duration = Duration::from_secs(600);
-/// Longest fetch from one peer before the best peer is chosen again.
-const MAX_FETCH: Duration = Duration::from_secs(20);
 
 /// A request from a peer, to answer with [`tally_p2p::Handle::respond`].
 #[derive(Debug)]
@@ -241,7 +244,9 @@ pub fn spawn_client(
     interval: Duration,
     batch: u64,
     metrics: NetworkMetrics,
+    recovery: Histogram,
     view: Arc<PeerView>,
+    params: Arc<ChainParams>,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -286,9 +291,8 @@ pub fn spawn_client(
             let stuck = last_seen == Some(ours);
             last_seen = Some(ours);
             let behind_by = if stuck { 1 } else { 2 };
-            // Of the peers ahead, the most modest claim: an inflated one
-            // never wins over an honest peer's.
-            let mut best: Option<(u64, PeerId)> = None;
+            // The peers ahead, each to be asked for what it claims to have.
+            let mut ahead: Vec<(PeerId, u64)> = Vec::new();
             let mut highest = ours;
             for (peer, answer) in asked.iter().zip(answers) {
                 let height = match answer.map(|bytes| decode::<SyncResponse>(&bytes)) {
@@ -297,9 +301,8 @@ pub fn spawn_client(
                 };
                 highest = highest.max(height);
                 view.saw_height(*peer, height);
-                if height >= ours.saturating_add(behind_by) && best.is_none_or(|(h, _)| height < h)
-                {
-                    best = Some((height, *peer));
+                if height >= ours.saturating_add(behind_by) {
+                    ahead.push((*peer, height));
                 }
             }
             // A claim, not a fact (a peer may inflate it); block sync
@@ -307,13 +310,27 @@ pub fn spawn_client(
             metrics
                 .sync_lag
                 .set(i64::try_from(highest - ours).unwrap_or(i64::MAX));
-            let Some((their_height, peer)) = best else {
+            if ahead.is_empty() {
                 syncing.store(false, Ordering::Relaxed);
                 continue;
-            };
+            }
             syncing.store(true, Ordering::Relaxed);
-            info!(ours, theirs = their_height, %peer, "behind: fetching blocks");
-            let fetched = fetch(&store, &network, &ledger, peer, their_height, batch).await?;
+            info!(
+                ours,
+                theirs = highest,
+                peers = ahead.len(),
+                "behind: fetching blocks"
+            );
+            let links = fetch::Links {
+                store: &store,
+                params: &params,
+                network: &network,
+                ledger: &ledger,
+                batch,
+                metrics: &metrics,
+                recovery: &recovery,
+            };
+            let outcomes = fetch::fetch(&links, ahead).await?;
             let now = store.tip()?.height;
             let gained = now.saturating_sub(ours);
             metrics.sync_blocks_received.inc_by(gained);
@@ -328,117 +345,25 @@ pub fn spawn_client(
                     from = ours,
                     to = now,
                     gained,
-                    %peer,
                     "this node was far behind its peers: caught up by block sync"
                 );
             }
-            match fetched {
-                Fetched::Progress => strikes.forget(&peer),
-                Fetched::Unbacked(why) => {
-                    let count = strikes.add(peer);
-                    if count >= MAX_STRIKES {
-                        warn!(%peer, why, strikes = count, "peer keeps claiming blocks it does not serve: not asking it for 10 minutes");
-                    } else {
-                        debug!(%peer, why, "peer did not back its claimed height");
+            for (peer, fetched) in outcomes {
+                match fetched {
+                    Fetched::Progress => strikes.forget(&peer),
+                    Fetched::Unbacked(why) => {
+                        let count = strikes.add(peer);
+                        if count >= MAX_STRIKES {
+                            warn!(%peer, why, strikes = count, "peer keeps claiming blocks it does not serve: not asking it for 10 minutes");
+                        } else {
+                            debug!(%peer, why, "peer did not back its claimed height");
+                        }
                     }
+                    Fetched::Stopped | Fetched::Banned => {}
                 }
-                Fetched::Stopped | Fetched::Banned => {}
             }
         }
     })
-}
-
-/// How a fetch from one peer ended.
-#[derive(Debug)]
-enum Fetched {
-    /// Our tip moved (to the target, or until the peer stopped answering).
-    Progress,
-    /// The peer claimed to be ahead but moved us nowhere.
-    Unbacked(String),
-    /// The peer did not answer, or refused (busy): no fault of its own.
-    Stopped,
-    /// The peer sent something provably wrong and was banned.
-    Banned,
-}
-
-/// Fetches and applies blocks from `peer` up to `target`.
-async fn fetch(
-    store: &Store,
-    network: &tally_p2p::Handle,
-    ledger: &LedgerHandle,
-    peer: PeerId,
-    target: u64,
-    batch: u64,
-) -> anyhow::Result<Fetched> {
-    let start = store.tip()?.height;
-    let ban = |why: String| async move {
-        warn!(%peer, why, "peer served bad sync data: banning it");
-        let _ = network.ban(peer, BAN).await;
-        Fetched::Banned
-    };
-    let end = |why: String| -> anyhow::Result<Fetched> {
-        if store.tip()?.height > start {
-            debug!(%peer, why, "block fetch ended after progress");
-            Ok(Fetched::Progress)
-        } else {
-            Ok(Fetched::Unbacked(why))
-        }
-    };
-    let progress_or_stop = || -> anyhow::Result<Fetched> {
-        Ok(if store.tip()?.height > start {
-            Fetched::Progress
-        } else {
-            Fetched::Stopped
-        })
-    };
-    let began = Instant::now();
-    loop {
-        let from = store.tip()?.height + 1;
-        if from > target || began.elapsed() > MAX_FETCH {
-            return progress_or_stop();
-        }
-        let count = u32::try_from((target - from + 1).min(batch)).unwrap_or(u32::MAX);
-        let request = encode(&SyncRequest::Blocks { from, count });
-        let blocks = match network.request(peer, request).await {
-            Ok(bytes) => match decode::<SyncResponse>(&bytes) {
-                Ok(SyncResponse::Blocks(blocks)) => blocks,
-                Ok(SyncResponse::Error(e)) => {
-                    debug!(%peer, error = e, "peer could not serve blocks");
-                    return progress_or_stop();
-                }
-                Ok(SyncResponse::Status { .. }) | Err(_) => {
-                    return Ok(ban("an undecodable or mismatched response".into()).await);
-                }
-            },
-            Err(e) => {
-                debug!(%peer, error = %e, "block request failed");
-                return progress_or_stop();
-            }
-        };
-        if blocks.is_empty() {
-            return end("no blocks".into());
-        }
-        if let Err(why) = check_range(&blocks, from, count) {
-            return Ok(ban(why).await);
-        }
-        for (block, commit) in blocks {
-            let height = block.height();
-            match ledger.apply_synced(block, commit).await {
-                Ok(_) => {}
-                Err(e) if e.is_invalid_data() => {
-                    return Ok(ban(format!("invalid block {height}: {e}")).await);
-                }
-                Err(LedgerError::Stopped) => anyhow::bail!("the ledger actor stopped"),
-                Err(e) => return end(format!("could not apply block {height}: {e}")),
-            }
-        }
-        // Every block applied moves the tip (the range check made them
-        // ours + 1, + 2, ...); consensus may have committed the same ones
-        // meanwhile, which also moves it.
-        if store.tip()?.height < from {
-            return end("no progress".into());
-        }
-    }
 }
 
 #[cfg(test)]
