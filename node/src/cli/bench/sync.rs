@@ -118,7 +118,13 @@ pub async fn run(
             tally_genesis::ConsensusParams::default(),
             &dir,
             &ports,
-        )?;
+        )
+        .with_context(|| {
+            format!(
+                "{} holds no finished chain (no built.json): remove it or choose another --dir",
+                dir.display()
+            )
+        })?;
     }
     let homes: Vec<PathBuf> = (0..validators)
         .map(|i| dir.join(format!("node{i}")))
