@@ -124,6 +124,9 @@ pub enum StoreError {
     NotNext { latest: u64, got: u64 },
     #[error("state tree: {0}")]
     Tree(String),
+    /// A snapshot or chunk that cannot be served or installed.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Why a proposed block is invalid (or could not be checked).

@@ -12,6 +12,8 @@
 //! - [`state`]: accounts and the authenticated state tree (jmt).
 //! - [`store`]: RocksDB tables, with one atomic write per committed block
 //!   (feature `store`).
+//! - [`snapshot`]: the state tree cut into chunks checked against a state
+//!   root, for state sync.
 //! - [`mempool`]: verified transactions waiting for a block.
 //! - [`journal`]: the crash-safe file of transactions a node accepted from
 //!   its own clients.
@@ -26,6 +28,7 @@ pub mod journal;
 pub mod mempool;
 pub mod params;
 pub mod receipt;
+pub mod snapshot;
 pub mod state;
 #[cfg(feature = "store")]
 pub mod store;

@@ -6,6 +6,7 @@ mod execution;
 mod journal;
 mod mempool;
 mod props;
+mod snapshot;
 mod store;
 mod tx;
 mod vectors;

@@ -6,10 +6,12 @@
 //! state-tree nodes in one atomic, fsync'd `WriteBatch`: after a crash the
 //! store holds either all of a block or none of it.
 
+mod snapshot;
+
 use std::path::{Path, PathBuf};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::storage::{LeafNode, NibblePath, Node, NodeBatch, NodeKey, TreeReader, TreeUpdateBatch};
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
@@ -32,8 +34,12 @@ const CF_META: &str = "meta";
 const CF_TREE_NODES: &str = "tree_nodes";
 const CF_TREE_VALUES: &str = "tree_values";
 const CF_COMMITS: &str = "commits";
+/// Tree key (keccak256 of the address) to address, to serve snapshots.
+const CF_KEY_PREIMAGES: &str = "key_preimages";
+/// Checked chunks of a state sync under way, by index.
+const CF_SYNC_CHUNKS: &str = "state_sync_chunks";
 
-const COLUMN_FAMILIES: [&str; 9] = [
+const COLUMN_FAMILIES: [&str; 11] = [
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TX_INDEX,
@@ -43,6 +49,8 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_TREE_NODES,
     CF_TREE_VALUES,
     CF_COMMITS,
+    CF_KEY_PREIMAGES,
+    CF_SYNC_CHUNKS,
 ];
 
 /// Memtable size of one column family, and of all of them together.
@@ -55,6 +63,11 @@ const META_TIP: &[u8] = b"tip";
 /// Ethereum). A store without the key was written in format 1.
 const META_FORMAT: &[u8] = b"format";
 const FORMAT: u32 = 2;
+/// The snapshot a state sync under way installs ([`SnapshotOffer`]).
+const META_STATE_SYNC: &[u8] = b"state_sync";
+/// The header of the snapshot a state-synced store started from: the
+/// store holds no block at or below it.
+const META_BASE: &[u8] = b"base";
 
 pub use crate::params::GenesisState;
 
@@ -404,11 +417,16 @@ impl Store {
     ) {
         for (address, account) in changes {
             batch.put_cf(self.cf(CF_ACCOUNTS), address.0, account.encode());
+            batch.put_cf(self.cf(CF_KEY_PREIMAGES), account_key(address).0, address.0);
         }
-        for (key, node) in tree.node_batch.nodes() {
+        self.write_nodes(batch, &tree.node_batch);
+    }
+
+    fn write_nodes(&self, batch: &mut WriteBatch, nodes: &NodeBatch) {
+        for (key, node) in nodes.nodes() {
             batch.put_cf(self.cf(CF_TREE_NODES), encode(key), encode(node));
         }
-        for ((version, key_hash), value) in tree.node_batch.values() {
+        for ((version, key_hash), value) in nodes.values() {
             batch.put_cf(
                 self.cf(CF_TREE_VALUES),
                 tree_value_key(key_hash, *version),
