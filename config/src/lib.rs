@@ -139,6 +139,16 @@ pub struct MempoolSection {
 pub struct SyncConfig {
     pub interval_ms: u64,
     pub batch_blocks: u64,
+    /// A node with an empty store installs a recent snapshot from peers
+    /// before it block-syncs.
+    pub state_sync: bool,
+    /// How long (ms) an empty node waits for snapshot offers before it
+    /// block-syncs from genesis instead.
+    pub state_sync_discovery_ms: u64,
+    /// Heights that are multiples of this are offered as snapshots.
+    pub snapshot_interval: u64,
+    /// How many of the latest snapshot heights are offered.
+    pub snapshot_keep: u64,
 }
 
 /// The Prometheus endpoint (`GET /metrics`).
@@ -242,6 +252,10 @@ impl Default for SyncConfig {
         SyncConfig {
             interval_ms: 1000,
             batch_blocks: 32,
+            state_sync: false,
+            state_sync_discovery_ms: 10_000,
+            snapshot_interval: 1000,
+            snapshot_keep: 2,
         }
     }
 }
@@ -417,6 +431,19 @@ journal = {journal}
 interval_ms = {sync_interval}
 # Most blocks fetched in one request.
 batch_blocks = {batch_blocks}
+# A node whose store is empty installs the state of a recent snapshot from
+# its peers (checked chunk by chunk against a header certified by the
+# genesis validators), then block-syncs from there: it holds no blocks
+# below the snapshot. Off: it replays every block from genesis.
+state_sync = {state_sync}
+# How long (ms) an empty node waits for a snapshot offer before it replays
+# from genesis instead (a young chain has none).
+state_sync_discovery_ms = {state_sync_discovery_ms}
+# This node offers the state at the latest snapshot_keep heights that are
+# multiples of snapshot_interval (they cost nothing to keep: every height's
+# state tree is in the store).
+snapshot_interval = {snapshot_interval}
+snapshot_keep = {snapshot_keep}
 
 [metrics]
 # Serve Prometheus metrics at http://<listen>/metrics (OpenMetrics text).
@@ -470,6 +497,10 @@ filter = {filter}
             journal = m.journal,
             sync_interval = s.interval_ms,
             batch_blocks = s.batch_blocks,
+            state_sync = s.state_sync,
+            state_sync_discovery_ms = s.state_sync_discovery_ms,
+            snapshot_interval = s.snapshot_interval,
+            snapshot_keep = s.snapshot_keep,
             metrics_enabled = x.enabled,
             metrics_listen = x.listen,
             filter = toml_value(&l.filter),

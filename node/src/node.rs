@@ -157,6 +157,56 @@ impl Node {
         let peer_id = network.local_peer_id();
         info!(%peer_id, addrs = ?p2p_addrs, "p2p listening");
 
+        let chain = ChainParams {
+            exec: genesis.exec_params(),
+            validators_hash: validators_hash(&genesis_set),
+            validators: genesis_set.clone(),
+            genesis_time_ms: genesis.genesis_time_ms(),
+        };
+        let sync_chain = Arc::new(chain.clone());
+        let net_events = if config.sync.state_sync || store.state_sync_target()?.is_some() {
+            if !config.sync.state_sync {
+                bail!(
+                    "the store in {} holds an unfinished state sync: set [sync] state_sync = true \
+                     to finish it, or empty the store with `tally reset`",
+                    home.store_dir().display()
+                );
+            }
+            // A validator installing a snapshot has signed nothing on this
+            // chain: its empty signing state is written before the store
+            // holds a height, as for one that replays from genesis.
+            if key.is_some() && tip.height == 0 {
+                let path = home.signing_state_file();
+                if signing::load(&path)?.is_none() {
+                    signing::save(&path, &signing::SigningState::empty())?;
+                }
+            }
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let refusing = tokio::spawn(sync::state::refuse_while_syncing(
+                net_events,
+                network.clone(),
+                stopped,
+            ));
+            let links = sync::state::Links {
+                store: store.clone(),
+                network: network.clone(),
+                params: sync_chain.clone(),
+                metrics: metrics.network.clone(),
+            };
+            let synced = sync::state::run(
+                &links,
+                Duration::from_millis(config.sync.state_sync_discovery_ms),
+            )
+            .await;
+            let _ = stop.send(());
+            let events = refusing.await?;
+            synced.context("state sync")?;
+            events
+        } else {
+            net_events
+        };
+        let tip = store.tip()?;
+
         let (blocks_tx, _) = broadcast::channel(1024);
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let tx_arrived = Arc::new(tokio::sync::Notify::new());
@@ -176,13 +226,6 @@ impl Node {
             metrics.mempool.clone(),
             traces.clone(),
         );
-        let chain = ChainParams {
-            exec: genesis.exec_params(),
-            validators_hash: validators_hash(&genesis_set),
-            validators: genesis_set.clone(),
-            genesis_time_ms: genesis.genesis_time_ms(),
-        };
-        let sync_chain = Arc::new(chain.clone());
         let (ledger, ledger_task) = ledger::spawn(
             store.clone(),
             chain,
@@ -283,7 +326,11 @@ impl Node {
             store.clone(),
             network.clone(),
             requests_rx,
-            config.sync.batch_blocks,
+            sync::Serving {
+                max_blocks: config.sync.batch_blocks,
+                snapshot_interval: config.sync.snapshot_interval,
+                snapshot_keep: config.sync.snapshot_keep,
+            },
             metrics.network.clone(),
         );
         let syncing = Arc::new(AtomicBool::new(false));

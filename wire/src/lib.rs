@@ -4,6 +4,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use tally_consensus::{SignedProposal, SignedVote};
+use tally_ledger::snapshot::{SnapshotOffer, StateChunk};
 use tally_ledger::{Address, Block, Commit, Hash, Signature};
 
 pub type Proposal = SignedProposal<Address, Hash, Signature>;
@@ -41,6 +42,16 @@ pub enum SyncRequest {
     Status,
     /// Committed blocks `from..from + count` with their certificates.
     Blocks { from: u64, count: u32 },
+    /// The snapshots the peer offers.
+    Snapshots,
+    /// Chunk `index` of `chunks` of the state at `height`, whose root is
+    /// `state_root`.
+    Chunk {
+        height: u64,
+        state_root: Hash,
+        chunks: u32,
+        index: u32,
+    },
 }
 
 #[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
@@ -52,6 +63,9 @@ pub enum SyncResponse {
     /// In height order, possibly fewer than asked (response size limit, or
     /// the peer's tip), each with the certificate that decided it.
     Blocks(Vec<(Block, Commit)>),
+    /// Newest first, each with its certified header.
+    Snapshots(Vec<SnapshotOffer>),
+    Chunk(StateChunk),
     /// The request could not be served.
     Error(String),
 }

@@ -202,7 +202,7 @@ impl LedgerHandle {
 
 /// Checks that `commit` is a certificate of block `hash` at `height` by the
 /// chain's validators.
-fn check_certificate(
+pub fn check_certificate(
     params: &ChainParams,
     commit: &Commit,
     height: u64,
@@ -273,9 +273,14 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
         0 => params.genesis_time_ms,
-        height => store
-            .block_by_height(height)?
-            .map_or(params.genesis_time_ms, |b| b.header.time),
+        height => match store.block_by_height(height)? {
+            Some(block) => block.header.time,
+            // A state-synced store starts at its snapshot's header.
+            None => store
+                .base_header()?
+                .filter(|header| header.height == height)
+                .map_or(params.genesis_time_ms, |header| header.time),
+        },
     };
     let actor = Actor {
         store,

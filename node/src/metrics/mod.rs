@@ -126,6 +126,9 @@ pub struct NetworkMetrics {
     pub sync_lag: Gauge,
     /// Seconds the ledger had no synced block to apply while block sync ran.
     pub sync_wait: Counter<f64, AtomicU64>,
+    /// State sync chunks that matched the state root, and ones that did not.
+    pub sync_chunks_received: Counter,
+    pub sync_chunks_refused: Counter,
 }
 
 impl NetworkMetrics {
@@ -408,6 +411,16 @@ impl Metrics {
             "Time the ledger waited for the next synced block (from peers, or from signature recovery)",
             Unit::Seconds,
             n.sync_wait.clone(),
+        );
+        reg.register(
+            "chunks_received",
+            "State sync chunks received that matched the snapshot's state root",
+            n.sync_chunks_received.clone(),
+        );
+        reg.register(
+            "chunks_refused",
+            "State sync chunks refused (malformed or not matching the state root); their senders are banned",
+            n.sync_chunks_refused.clone(),
         );
 
         let q = &m.rpc;

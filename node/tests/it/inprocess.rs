@@ -117,7 +117,7 @@ async fn a_peer_serving_forged_blocks_is_banned_and_the_node_carries_on() {
                             forged_served += 1;
                             SyncResponse::Blocks(vec![forged(chain_id, from)])
                         }
-                        Err(_) => SyncResponse::Error("?".into()),
+                        Ok(_) | Err(_) => SyncResponse::Error("?".into()),
                     };
                     let _ = hostile.respond(id, encode(&response)).await;
                 }
@@ -218,7 +218,7 @@ async fn a_full_node_catches_up_past_a_peer_that_claims_blocks_it_lacks() {
                             asked.lock().expect("lock").push((from, count));
                             SyncResponse::Blocks(Vec::new())
                         }
-                        Err(_) => SyncResponse::Error("?".into()),
+                        Ok(_) | Err(_) => SyncResponse::Error("?".into()),
                     };
                     let _ = liar.respond(id, encode(&response)).await;
                 }

@@ -13,4 +13,5 @@ mod metrics;
 mod netns;
 mod overload;
 mod rpc;
+mod state_sync;
 mod wallets;

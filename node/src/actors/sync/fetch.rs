@@ -324,7 +324,12 @@ pub async fn fetch(
                         debug!(%peer, error = e, "peer could not serve blocks");
                         Err(Fetched::Stopped)
                     }
-                    Ok(Ok(SyncResponse::Status { .. }) | Err(_)) => {
+                    Ok(Ok(
+                        SyncResponse::Status { .. }
+                        | SyncResponse::Snapshots(_)
+                        | SyncResponse::Chunk(_),
+                    )
+                    | Err(_)) => {
                         ban(links, peer, "an undecodable or mismatched response").await;
                         Err(Fetched::Banned)
                     }

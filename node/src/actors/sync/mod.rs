@@ -28,8 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod fetch;
+pub mod state;
 
 use prometheus_client::metrics::histogram::Histogram;
+use tally_ledger::snapshot::SnapshotOffer;
 use tally_ledger::{Block, Commit, Store};
 use tally_p2p::{PeerId, RequestId};
 use tokio::sync::{Semaphore, mpsc};
@@ -61,6 +63,17 @@ const COOLDOWN: Duration = Duration::from_secs(30);
 const MAX_STRIKES: u32 = 3;
 const LONG_COOLDOWN: Duration = Duration::from_secs(600);
 
+/// What the server serves.
+#[derive(Clone, Copy, Debug)]
+pub struct Serving {
+    /// Most blocks in one response.
+    pub max_blocks: u64,
+    /// Heights that are multiples of this are offered as snapshots.
+    pub snapshot_interval: u64,
+    /// How many of the latest such heights are offered.
+    pub snapshot_keep: u64,
+}
+
 /// A request from a peer, to answer with [`tally_p2p::Handle::respond`].
 #[derive(Debug)]
 pub struct ServeRequest {
@@ -77,7 +90,7 @@ pub fn spawn_server(
     store: Arc<Store>,
     network: tally_p2p::Handle,
     mut requests: mpsc::Receiver<ServeRequest>,
-    max_blocks: u64,
+    serving: Serving,
     metrics: NetworkMetrics,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
@@ -88,7 +101,7 @@ pub fn spawn_server(
             // A height request is one read: answered at once, never queued
             // behind block reads.
             if matches!(decode::<SyncRequest>(&data), Ok(SyncRequest::Status)) {
-                let response = serve(&store, &data, max_blocks).unwrap_or_else(|e| {
+                let response = serve(&store, &data, &serving).unwrap_or_else(|e| {
                     warn!(%peer, error = %e, "could not serve a sync request");
                     SyncResponse::Error("the request could not be served".into())
                 });
@@ -113,7 +126,7 @@ pub fn spawn_server(
                     None => SyncResponse::Error("busy: too many requests of yours".into()),
                     Some(permit) => {
                         let response =
-                            tokio::task::spawn_blocking(move || serve(&store, &data, max_blocks))
+                            tokio::task::spawn_blocking(move || serve(&store, &data, &serving))
                                 .await
                                 .unwrap_or_else(|e| Err(anyhow::anyhow!("panicked: {e}")))
                                 .unwrap_or_else(|e| {
@@ -140,7 +153,8 @@ pub fn spawn_server(
     })
 }
 
-fn serve(store: &Store, data: &[u8], max_blocks: u64) -> anyhow::Result<SyncResponse> {
+fn serve(store: &Store, data: &[u8], serving: &Serving) -> anyhow::Result<SyncResponse> {
+    let max_blocks = serving.max_blocks;
     let Ok(request) = decode::<SyncRequest>(data) else {
         return Ok(SyncResponse::Error("undecodable request".into()));
     };
@@ -179,7 +193,50 @@ fn serve(store: &Store, data: &[u8], max_blocks: u64) -> anyhow::Result<SyncResp
             }
             SyncResponse::Blocks(blocks)
         }
+        SyncRequest::Snapshots => SyncResponse::Snapshots(snapshot_offers(store, serving)?),
+        SyncRequest::Chunk {
+            height,
+            state_root,
+            chunks,
+            index,
+        } => match store.snapshot_info(height)? {
+            Some(info) if info.state_root == state_root => {
+                match store.state_chunk(height, chunks, index) {
+                    Ok(chunk) => SyncResponse::Chunk(chunk),
+                    Err(tally_ledger::StoreError::Snapshot(why)) => SyncResponse::Error(why),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => SyncResponse::Error(format!(
+                "no state with root {state_root} at height {height}"
+            )),
+        },
     })
+}
+
+/// The snapshots this node offers, newest first: the latest
+/// `snapshot_keep` multiples of `snapshot_interval` whose header,
+/// certificate and state it holds.
+fn snapshot_offers(store: &Store, serving: &Serving) -> anyhow::Result<Vec<SnapshotOffer>> {
+    let interval = serving.snapshot_interval.max(1);
+    let tip = store.tip()?.height;
+    let mut offers = Vec::new();
+    let mut height = tip - tip % interval;
+    while height > 0 && (offers.len() as u64) < serving.snapshot_keep {
+        if let (Some((header, _)), Some(commit), Some(info)) = (
+            store.header_by_height(height)?,
+            store.seen_commit(height)?,
+            store.snapshot_info(height)?,
+        ) {
+            offers.push(SnapshotOffer {
+                info,
+                header,
+                commit,
+            });
+        }
+        height -= interval;
+    }
+    Ok(offers)
 }
 
 /// Why a response was refused before any of its blocks was looked at.

@@ -1,0 +1,292 @@
+//! State sync against real nodes in this process: a fresh full node
+//! installs a snapshot from two honest peers while one liar offers a
+//! snapshot with a forged certificate and another serves corrupt chunks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tally_genesis::{Genesis, GenesisAccount};
+use tally_ledger::{Address, CommitSig, SecretKey, keccak256};
+use tally_node::cli::homes;
+use tally_node::config::{Config, Home};
+use tally_node::node::Node;
+use tally_node::wire::{SyncRequest, SyncResponse, decode, encode};
+use tally_p2p::{Event, PeerId};
+use tally_rpc::TallyApiClient;
+
+use crate::harness::{client, loopback_config, raw, transfer, wait_height};
+
+/// Accounts in genesis besides the dev ones: enough for four chunks.
+const EXTRA_ACCOUNTS: u64 = 12_000;
+
+fn extra(i: u64) -> Address {
+    Address(
+        keccak256(format!("state-sync-test-{i}").as_bytes()).0[..20]
+            .try_into()
+            .expect("20 bytes"),
+    )
+}
+
+/// A peer built from the p2p crate, answering sync requests its own way.
+struct Liar {
+    handle: tally_p2p::Handle,
+    addr: String,
+    served: Arc<AtomicUsize>,
+    dropped_by_node: Arc<AtomicUsize>,
+}
+
+async fn liar(
+    dir: &std::path::Path,
+    genesis: &Genesis,
+    honest: String,
+    respond: impl Fn(&SyncRequest, &Option<SyncResponse>) -> Option<SyncResponse> + Send + 'static,
+) -> Liar {
+    let (handle, mut events) = tally_p2p::spawn(tally_p2p::Config {
+        key_file: dir.join("node_key"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        bootstrap: vec![honest.parse().expect("addr")],
+        chain_id: genesis.chain_id,
+        genesis_hash: genesis.hash().0,
+        ..tally_p2p::Config::default()
+    })
+    .await
+    .expect("liar starts");
+    let addr = format!(
+        "{}/p2p/{}",
+        handle.listen_addrs().await.expect("addrs")[0],
+        handle.local_peer_id()
+    );
+    let honest_peer: PeerId = honest
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("peer id");
+    let (served, dropped_by_node) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    {
+        let (handle, served, dropped) = (handle.clone(), served.clone(), dropped_by_node.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    Event::Request { id, data, .. } => {
+                        let Ok(request) = decode::<SyncRequest>(&data) else {
+                            continue;
+                        };
+                        // What the honest validator answers, to lie from.
+                        let truth = handle
+                            .request(honest_peer, data.clone())
+                            .await
+                            .ok()
+                            .and_then(|bytes| decode::<SyncResponse>(&bytes).ok());
+                        let answer = respond(&request, &truth)
+                            .or(truth)
+                            .unwrap_or(SyncResponse::Error("?".into()));
+                        if matches!(request, SyncRequest::Snapshots | SyncRequest::Chunk { .. }) {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = handle.respond(id, encode(&answer)).await;
+                    }
+                    Event::PeerDisconnected { peer } if peer != honest_peer => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    Liar {
+        handle,
+        addr,
+        served,
+        dropped_by_node,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars() {
+    let _heavy = crate::harness::heavy().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = Home::new(dir.path().join("validator"));
+    let mut config: Config = loopback_config();
+    config.sync.interval_ms = 200;
+    config.sync.snapshot_interval = 10;
+    let (mut genesis, _) =
+        homes::init(&validator, 4245, None, false, config.clone()).expect("init");
+    genesis.consensus.empty_block_interval_ms = 0;
+    genesis
+        .accounts
+        .extend((0..EXTRA_ACCOUNTS).map(|i| GenesisAccount {
+            address: extra(i),
+            balance: 1_000 + u128::from(i),
+        }));
+    genesis
+        .save(&validator.genesis_file())
+        .expect("save genesis");
+    let node = Node::start(&validator, &config)
+        .await
+        .expect("validator starts");
+    let rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let validator_addr = format!("{}/p2p/{}", node.p2p_addrs[0], node.peer_id);
+    let validator_running = tokio::spawn(node.run_until(std::future::pending()));
+
+    // Some transfers, so that the state is not genesis.
+    let payer = tally_genesis::dev_keys().remove(0);
+    for nonce in 0..20u64 {
+        let tx = transfer(
+            &payer,
+            genesis.chain_id,
+            nonce,
+            extra(nonce * 7),
+            5 + u128::from(nonce),
+        );
+        TallyApiClient::send_raw_transaction(&rpc, raw(&tx))
+            .await
+            .expect("accepted");
+    }
+    wait_height(&rpc, 25, Duration::from_secs(60)).await;
+
+    // A second honest peer: a full node that replayed the blocks.
+    let full = Home::new(dir.path().join("full"));
+    let mut full_config = config.clone();
+    full_config.node.validator_key = String::new();
+    full_config.p2p.bootstrap = vec![validator_addr.clone()];
+    homes::init(
+        &full,
+        4245,
+        Some(genesis.clone()),
+        true,
+        full_config.clone(),
+    )
+    .expect("init");
+    let node = Node::start(&full, &full_config)
+        .await
+        .expect("full node starts");
+    let full_rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let full_addr = format!("{}/p2p/{}", node.p2p_addrs[0], node.peer_id);
+    let full_running = tokio::spawn(node.run_until(std::future::pending()));
+    let at = rpc.status().await.expect("status").latest_height;
+    wait_height(&full_rpc, at, Duration::from_secs(60)).await;
+
+    // One liar offers a snapshot far ahead whose certificate no validator
+    // signed; the other offers the true snapshot and corrupts its chunks.
+    let forger_dir = tempfile::tempdir().expect("tempdir");
+    let forger = liar(
+        forger_dir.path(),
+        &genesis,
+        validator_addr.clone(),
+        |request, truth| {
+            let (SyncRequest::Snapshots, Some(SyncResponse::Snapshots(offers))) = (request, truth)
+            else {
+                return None;
+            };
+            let mut offer = offers.first()?.clone();
+            offer.info.height += 1_000;
+            offer.header.height = offer.info.height;
+            offer.commit.height = offer.info.height;
+            offer.commit.block_hash = offer.header.hash();
+            let outsider = SecretKey::from_seed("state-sync-outsider");
+            offer.commit.signatures = vec![CommitSig {
+                validator: outsider.address(),
+                signature: outsider.sign_prehash(&offer.header.hash()),
+            }];
+            Some(SyncResponse::Snapshots(vec![offer]))
+        },
+    )
+    .await;
+    let corrupter_dir = tempfile::tempdir().expect("tempdir");
+    let corrupter = liar(
+        corrupter_dir.path(),
+        &genesis,
+        validator_addr.clone(),
+        |_, truth| {
+            let Some(SyncResponse::Chunk(chunk)) = truth else {
+                return None;
+            };
+            let mut chunk = chunk.clone();
+            if let Some((_, account)) = chunk.accounts.first_mut() {
+                account.balance += 1_000_000;
+            }
+            Some(SyncResponse::Chunk(chunk))
+        },
+    )
+    .await;
+
+    let fresh = Home::new(dir.path().join("fresh"));
+    let mut fresh_config = config.clone();
+    fresh_config.node.validator_key = String::new();
+    fresh_config.sync.state_sync = true;
+    fresh_config.p2p.bootstrap = vec![
+        validator_addr,
+        full_addr,
+        forger.addr.clone(),
+        corrupter.addr.clone(),
+    ];
+    homes::init(
+        &fresh,
+        4245,
+        Some(genesis.clone()),
+        true,
+        fresh_config.clone(),
+    )
+    .expect("init");
+    let started = std::time::Instant::now();
+    let node = Node::start(&fresh, &fresh_config)
+        .await
+        .expect("the fresh node state-syncs and starts");
+    println!("state sync took {:?}", started.elapsed());
+    let fresh_rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let fresh_running = tokio::spawn(node.run_until(std::future::pending()));
+    let target = rpc.status().await.expect("status").latest_height;
+    wait_height(&fresh_rpc, target, Duration::from_secs(60)).await;
+
+    // It installed a snapshot (it holds no early block) and follows the
+    // same chain: the same block at the target, the same balances.
+    assert!(
+        fresh_rpc
+            .get_block_by_height(1)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let ours = fresh_rpc.get_block_by_height(target).await.expect("read");
+    let theirs = rpc.get_block_by_height(target).await.expect("read");
+    assert_eq!(ours.map(|b| b.hash), theirs.map(|b| b.hash));
+    let mut sampled = vec![payer.address()];
+    sampled.extend((0..EXTRA_ACCOUNTS).step_by(997).map(extra));
+    sampled.extend((0..20).map(|n| extra(n * 7)));
+    for address in sampled {
+        let ours = fresh_rpc
+            .get_account(address.to_string())
+            .await
+            .expect("read");
+        let theirs = rpc.get_account(address.to_string()).await.expect("read");
+        assert_eq!(ours.balance, theirs.balance, "{address}");
+        assert_eq!(ours.nonce, theirs.nonce, "{address}");
+    }
+    // Both liars were heard and dropped.
+    for (name, liar) in [("forger", &forger), ("corrupter", &corrupter)] {
+        assert!(
+            liar.served.load(Ordering::Relaxed) > 0,
+            "the {name} was never asked"
+        );
+        assert!(
+            liar.dropped_by_node.load(Ordering::Relaxed) > 0,
+            "the {name} was not banned"
+        );
+    }
+    let peers = fresh_rpc.peers().await.expect("peers");
+    for liar in [&forger, &corrupter] {
+        let id = liar.handle.local_peer_id().to_string();
+        assert!(
+            peers.iter().all(|p| p.peer_id != id),
+            "{id} still connected"
+        );
+    }
+    for liar in [forger, corrupter] {
+        let _ = liar.handle.shutdown().await;
+    }
+    for running in [fresh_running, full_running, validator_running] {
+        assert!(!running.is_finished(), "a node stopped");
+        running.abort();
+    }
+}
