@@ -46,7 +46,7 @@ pub use journal::{Journal, Replay};
 pub use mempool::{AddError, DropReason, Mempool, MempoolConfig, PoolEvents, PoolStats};
 pub use params::{ExecParams, GenesisState};
 pub use receipt::{Receipt, TxLocation, TxStatus};
-pub use state::{Account, AccountProof, StateReader, verify_account_proof};
+pub use state::{Account, AccountProof, ProofLeaf, ProofParts, StateReader, verify_account_proof};
 #[cfg(feature = "store")]
 pub use store::{ChainTip, Store, TxRecord};
 pub use tx::{NativeTransaction, SignedTransaction, Transaction, VerifiedTransaction};

@@ -22,11 +22,12 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::proof::SparseMerkleRangeProof;
 use jmt::storage::LeafNode;
 use jmt::{KeyHash, ValueHash};
+use serde::{Deserialize, Serialize};
 use sha3::{Digest, Keccak256};
 
 use crate::block::{Commit, Header};
 use crate::crypto::{Address, Hash};
-use crate::state::{Account, TreeHasher, account_key};
+use crate::state::{Account, ProofLeaf, TreeHasher, account_key};
 
 /// Most chunks a snapshot is cut into.
 pub const MAX_CHUNKS: u32 = 1 << 16;
@@ -98,22 +99,31 @@ pub fn chunk_count(accounts: u64) -> u32 {
     wanted.next_power_of_two().min(u64::from(MAX_CHUNKS)) as u32
 }
 
-/// A subtree beside a chunk's path, as jmt's proofs describe it (the same
-/// borsh encoding as `jmt::proof::SparseMerkleNode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// A subtree beside a path of the state tree, as jmt's proofs describe it
+/// (the same borsh encoding as `jmt::proof::SparseMerkleNode`): empty, one
+/// leaf (its key and the keccak256 of its value), or an inner node (its two
+/// children's hashes).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ProofNode {
     Empty,
-    Internal { left: [u8; 32], right: [u8; 32] },
-    Leaf { key: [u8; 32], value_hash: [u8; 32] },
+    Internal { left: Hash, right: Hash },
+    Leaf { key: Hash, value_hash: Hash },
 }
 
 impl ProofNode {
     pub fn hash(&self) -> [u8; 32] {
         match self {
             ProofNode::Empty => PLACEHOLDER,
-            ProofNode::Internal { left, right } => internal_hash(left, right),
+            ProofNode::Internal { left, right } => internal_hash(&left.0, &right.0),
             ProofNode::Leaf { key, value_hash } => {
-                LeafNode::new(KeyHash(*key), ValueHash(*value_hash)).hash::<TreeHasher>()
+                LeafNode::new(KeyHash(key.0), ValueHash(value_hash.0)).hash::<TreeHasher>()
             }
         }
     }
@@ -263,7 +273,7 @@ pub fn verify_chunk(
     for (j, sibling) in chunk.siblings.iter().enumerate() {
         if let ProofNode::Leaf { key, .. } = sibling {
             let wanted = (index >> (k - 1 - j)) ^ 1;
-            if key_prefix(key, j + 1) != wanted {
+            if key_prefix(&key.0, j + 1) != wanted {
                 return Err(format!(
                     "the sibling leaf at depth {j} is not beside the path"
                 ));
@@ -358,7 +368,7 @@ fn right_siblings(
 pub(crate) fn chunk_siblings(
     index: u32,
     chunks: u32,
-    proof_leaf: Option<([u8; 32], [u8; 32])>,
+    proof_leaf: Option<ProofLeaf>,
     proof_siblings: &[ProofNode],
 ) -> Vec<ProofNode> {
     let k = chunks.trailing_zeros() as usize;
@@ -373,21 +383,13 @@ pub(crate) fn chunk_siblings(
             // lies under the sibling's prefix.
             let wanted = (index >> (k - 1 - j)) ^ 1;
             match proof_leaf {
-                Some((key, value_hash)) if key_prefix(&key, j + 1) == wanted => {
+                Some(ProofLeaf { key, value_hash }) if key_prefix(&key.0, j + 1) == wanted => {
                     ProofNode::Leaf { key, value_hash }
                 }
                 _ => ProofNode::Empty,
             }
         })
         .collect()
-}
-
-/// jmt's `SparseMerkleProof`, read field by field through its borsh
-/// encoding (the siblings are not public).
-#[derive(BorshDeserialize)]
-pub(crate) struct JmtProof {
-    pub leaf: Option<([u8; 32], [u8; 32])>,
-    pub siblings: Vec<ProofNode>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Hash, keccak256};
 use crate::error::StoreError;
+use crate::snapshot::ProofNode;
 
 /// The hash function of the state tree (jmt's hasher over keccak256).
 pub type TreeHasher = sha3::Keccak256;
@@ -55,6 +56,41 @@ pub trait StateReader {
 /// The key of an account in the state tree.
 pub fn account_key(address: &Address) -> KeyHash {
     KeyHash(keccak256(address.as_bytes()).0)
+}
+
+/// An account proof in its parts, as `tally_getAccountProof` returns it:
+/// the leaf the search for the account's key ended at (the account's own,
+/// another account's when the key is absent, or none when the key's subtree
+/// is empty) and the siblings on the path from there up to the root,
+/// bottom first. The same borsh encoding as jmt's `SparseMerkleProof`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ProofParts {
+    pub leaf: Option<ProofLeaf>,
+    pub siblings: Vec<ProofNode>,
+}
+
+/// A leaf of the state tree: the account's key (keccak256 of the address)
+/// and the keccak256 of its value (the borsh-encoded account).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofLeaf {
+    pub key: Hash,
+    pub value_hash: Hash,
+}
+
+impl ProofParts {
+    pub fn of(proof: &AccountProof) -> ProofParts {
+        let bytes = borsh::to_vec(proof).expect("encoding into a Vec");
+        borsh::from_slice(&bytes).expect("ProofParts encodes as jmt's SparseMerkleProof")
+    }
+
+    /// jmt's proof from the parts (for [`verify_account_proof`]).
+    pub fn to_proof(&self) -> AccountProof {
+        let bytes = borsh::to_vec(self).expect("encoding into a Vec");
+        borsh::from_slice(&bytes).expect("ProofParts encodes as jmt's SparseMerkleProof")
+    }
 }
 
 /// Checks a proof that `account` (or no account, for `None`) is the value of

@@ -186,6 +186,11 @@ enum BenchCommand {
         /// Give up if the full node is not at the tip after this many seconds.
         #[arg(long, default_value_t = 1800)]
         timeout_s: u64,
+        /// The full node installs a recent snapshot by state sync instead
+        /// of replaying every block (the validators offer one every 20
+        /// heights).
+        #[arg(long)]
+        state_sync: bool,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -340,8 +345,21 @@ enum TxCommand {
 
 #[derive(Debug, Subcommand)]
 enum QueryCommand {
+    /// An account's balance and nonce. With --prove, checked against a
+    /// header certified by the genesis validators instead of trusted.
     Account {
         address: String,
+        /// Ask for a Merkle proof and check it, and the header's
+        /// certificate, against the chain's genesis.
+        #[arg(long)]
+        prove: bool,
+        /// The chain's genesis.json (for --prove): the validator set the
+        /// certificate must come from.
+        #[arg(long, required_if_eq("prove", "true"))]
+        genesis: Option<PathBuf>,
+        /// The height to read at (for --prove; default: the latest).
+        #[arg(long, requires = "prove")]
+        height: Option<u64>,
         #[command(flatten)]
         rpc: RpcArg,
     },
@@ -653,8 +671,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Query(query) => match query {
-            QueryCommand::Account { address, rpc } => {
-                print_json(&rpc.client()?.get_account(address).await?)?
+            QueryCommand::Account {
+                address,
+                prove: false,
+                rpc,
+                ..
+            } => print_json(&rpc.client()?.get_account(address).await?)?,
+            QueryCommand::Account {
+                address,
+                genesis,
+                height,
+                rpc,
+                ..
+            } => {
+                let parsed: tally_ledger::Address = address
+                    .parse()
+                    .with_context(|| format!("bad address {address:?}"))?;
+                let path = genesis.context("--prove needs --genesis FILE")?;
+                let genesis = tally_genesis::Genesis::load(&path)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                let info = rpc.client()?.get_account_proof(address, height).await?;
+                let proven = tally_node::cli::prove::check(&genesis, &parsed, &info)
+                    .context("the node's answer does not prove the account")?;
+                print_json(&proven)?
             }
             QueryCommand::Block { id, rpc } => {
                 let client = rpc.client()?;
@@ -693,6 +732,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     rate,
                     dir,
                     timeout_s,
+                    state_sync,
                     out,
                 }),
             ..
@@ -707,6 +747,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     rate,
                     dir,
                     timeout: std::time::Duration::from_secs(timeout_s),
+                    state_sync,
                 },
                 shutdown_signal(),
             )

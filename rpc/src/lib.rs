@@ -56,6 +56,9 @@ pub mod codes {
     /// The node holds as many subscriptions (over all connections) as it
     /// allows; retry later or unsubscribe others.
     pub const TOO_MANY_SUBSCRIPTIONS: i32 = 1011;
+    /// The node does not hold what was asked for at that height (it
+    /// state-synced from a later snapshot, or pruned it).
+    pub const NOT_HELD: i32 = 1012;
 }
 
 /// An error with one of the [`codes`].
@@ -335,6 +338,20 @@ pub struct SubmitError {
     pub message: String,
 }
 
+/// An account (or its absence) at a height, with what a client needs to
+/// check it without trusting the node: the header whose state root the
+/// proof leads to and the certificate by which the validators decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountProofInfo {
+    pub address: Address,
+    /// `null`: no such account (its absence is what the proof shows).
+    pub account: Option<tally_ledger::Account>,
+    pub height: u64,
+    pub header: Header,
+    pub commit: Commit,
+    pub proof: tally_ledger::ProofParts,
+}
+
 /// Tally's JSON-RPC API.
 #[rpc(server, client, namespace = "tally")]
 pub trait TallyApi {
@@ -368,6 +385,15 @@ pub trait TallyApi {
     /// Balance and nonce of an account (zero for one never seen).
     #[method(name = "getAccount")]
     async fn get_account(&self, address: String) -> Result<AccountInfo, ErrorObjectOwned>;
+
+    /// An account at `height` (default: the latest) with its Merkle proof
+    /// against that height's header and the header's certificate.
+    #[method(name = "getAccountProof")]
+    async fn get_account_proof(
+        &self,
+        address: String,
+        height: Option<u64>,
+    ) -> Result<AccountProofInfo, ErrorObjectOwned>;
 
     #[method(name = "getBlockByHeight")]
     async fn get_block_by_height(&self, height: u64)

@@ -24,10 +24,10 @@ use crate::block::Header;
 use crate::crypto::Address;
 use crate::error::StoreError;
 use crate::snapshot::{
-    JmtProof, MAX_CHUNK_ACCOUNTS, MAX_CHUNKS, SnapshotInfo, SnapshotOffer, StateChunk,
-    chunk_bounds, chunk_count, chunk_siblings, verify_chunk,
+    MAX_CHUNK_ACCOUNTS, MAX_CHUNKS, SnapshotInfo, SnapshotOffer, StateChunk, chunk_bounds,
+    chunk_count, chunk_siblings, verify_chunk,
 };
-use crate::state::{Account, TreeHasher};
+use crate::state::{Account, ProofParts, TreeHasher};
 
 /// The next key after `key`, if any.
 fn successor(mut key: [u8; 32]) -> Option<[u8; 32]> {
@@ -136,7 +136,7 @@ impl Store {
         let (_, proof) = JellyfishMerkleTree::<_, TreeHasher>::new(&view)
             .get_with_proof(KeyHash(low), height)
             .map_err(|e| StoreError::Tree(e.to_string()))?;
-        let proof: JmtProof = decode("state proof", &encode(&proof))?;
+        let proof = ProofParts::of(&proof);
         Ok(StateChunk {
             accounts,
             siblings: chunk_siblings(index, chunks, proof.leaf, &proof.siblings),

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use tally_ledger::{
     Address, Block, GenesisState, Hash, SignedTransaction, StateReader, Store, build_block,
-    keccak256,
+    keccak256, verify_account_proof,
 };
 
 use crate::common::{START_BALANCE, genesis, key, params, proposal, transfer};
@@ -99,5 +99,53 @@ proptest! {
         let a = Store::open(d1.path(), &GenesisState { hash, accounts }).expect("open");
         let b = Store::open(d2.path(), &GenesisState { hash, accounts: shuffled }).expect("open");
         prop_assert_eq!(a.tip().expect("tip").state_root, b.tip().expect("tip").state_root);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// An account proof verifies for the account it was made for, through
+    /// its parts and their JSON form too, and fails for any other balance,
+    /// nonce, address or root.
+    #[test]
+    fn an_account_proof_holds_for_its_account_only(
+        balances in prop::collection::vec(1..=u128::MAX / 2, 1..40),
+        pick in any::<prop::sample::Index>(),
+        other in any::<[u8; 20]>(),
+        delta in 1..=u64::MAX,
+        root in any::<[u8; 32]>(),
+    ) {
+        let accounts: Vec<(Address, u128)> = balances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (Address(keccak256(&i.to_be_bytes()).0[..20].try_into().unwrap()), *b))
+            .collect();
+        let state = GenesisState { hash: keccak256(b"proof-props"), accounts: accounts.clone() };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &state).expect("open");
+        let state_root = store.state_root_at(0).expect("root");
+        let (address, balance) = accounts[pick.index(accounts.len())];
+        let (account, proof) = store.account_with_proof(&address, 0).expect("proof");
+        let account = account.expect("exists");
+        prop_assert_eq!(account.balance, balance);
+        let parts = tally_ledger::ProofParts::of(&proof);
+        let json = serde_json::to_string(&parts).expect("json");
+        let parts: tally_ledger::ProofParts = serde_json::from_str(&json).expect("parse");
+        let proof = parts.to_proof();
+        prop_assert!(verify_account_proof(&proof, &state_root, &address, Some(&account)).is_ok());
+        let mut bad = account;
+        bad.balance = bad.balance.wrapping_add(u128::from(delta));
+        prop_assert!(verify_account_proof(&proof, &state_root, &address, Some(&bad)).is_err());
+        let mut bad = account;
+        bad.nonce = bad.nonce.wrapping_add(delta);
+        prop_assert!(verify_account_proof(&proof, &state_root, &address, Some(&bad)).is_err());
+        prop_assert!(verify_account_proof(&proof, &state_root, &address, None).is_err());
+        let other = Address(other);
+        prop_assume!(other != address);
+        prop_assert!(verify_account_proof(&proof, &state_root, &other, Some(&account)).is_err());
+        let root = Hash(root);
+        prop_assume!(root != state_root);
+        prop_assert!(verify_account_proof(&proof, &root, &address, Some(&account)).is_err());
     }
 }

@@ -134,8 +134,8 @@ fn a_chunk_altered_in_any_way_is_refused() {
         let mut altered = good.clone();
         altered.siblings[j] = match altered.siblings[j] {
             ProofNode::Empty => ProofNode::Leaf {
-                key: [0; 32],
-                value_hash: [1; 32],
+                key: tally_ledger::Hash([0; 32]),
+                value_hash: tally_ledger::Hash([1; 32]),
             },
             ProofNode::Internal { left, right } => ProofNode::Internal {
                 left: right,

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod homes;
 pub mod localnet;
 pub mod netns;
+pub mod prove;
 pub mod trace;
 
 use clap::Args;

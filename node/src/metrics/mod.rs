@@ -129,6 +129,9 @@ pub struct NetworkMetrics {
     /// State sync chunks that matched the state root, and ones that did not.
     pub sync_chunks_received: Counter,
     pub sync_chunks_refused: Counter,
+    /// The height and account count of the snapshot state sync installed.
+    pub sync_snapshot_height: Gauge,
+    pub sync_snapshot_accounts: Gauge,
 }
 
 impl NetworkMetrics {
@@ -421,6 +424,16 @@ impl Metrics {
             "chunks_refused",
             "State sync chunks refused (malformed or not matching the state root); their senders are banned",
             n.sync_chunks_refused.clone(),
+        );
+        reg.register(
+            "snapshot_height",
+            "Height of the snapshot this node installed by state sync at its start (0: none)",
+            n.sync_snapshot_height.clone(),
+        );
+        reg.register(
+            "snapshot_accounts",
+            "Accounts in the snapshot this node installed by state sync at its start",
+            n.sync_snapshot_accounts.clone(),
         );
 
         let q = &m.rpc;

@@ -16,9 +16,9 @@ use tally_ledger::{
     VerifiedTransaction,
 };
 use tally_rpc::{
-    AccountInfo, BlockInfo, BlockSummary, ConsensusState, NetPeerInfo, PeerInfo, Status,
-    SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace, ValidatorInfo, codes,
-    error, parse_address, parse_hash, parse_hex,
+    AccountInfo, AccountProofInfo, BlockInfo, BlockSummary, ConsensusState, NetPeerInfo, PeerInfo,
+    Status, SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace,
+    ValidatorInfo, codes, error, parse_address, parse_hash, parse_hex,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tracing::error;
@@ -475,6 +475,60 @@ impl TallyApiServer for RpcContext {
             balance: account.balance,
             nonce: account.nonce,
             height,
+        })
+    }
+
+    async fn get_account_proof(
+        &self,
+        address: String,
+        height: Option<u64>,
+    ) -> Result<AccountProofInfo, ErrorObjectOwned> {
+        let address = parse_address(&address)?;
+        let store = &self.store;
+        let tip = store.tip().map_err(internal)?.height;
+        let height = height.unwrap_or(tip);
+        if height == 0 || height > tip {
+            return Err(error(
+                codes::INVALID_PARAMS,
+                format!(
+                    "no certified header at height {height}: the chain is at {tip}, and height 0 \
+                     is genesis (check genesis accounts against the genesis file)"
+                ),
+            ));
+        }
+        let not_held = || {
+            error(
+                codes::NOT_HELD,
+                format!("this node holds no header and certificate for height {height}"),
+            )
+        };
+        let header = match store.header_by_height(height).map_err(internal)? {
+            Some((header, _)) => header,
+            None => store
+                .base_header()
+                .map_err(internal)?
+                .filter(|base| base.height == height)
+                .ok_or_else(not_held)?,
+        };
+        // The certificate this node saw, or the one the next block carries.
+        let commit = match store.seen_commit(height).map_err(internal)? {
+            Some(commit) => commit,
+            None => store
+                .block_by_height(height + 1)
+                .map_err(internal)?
+                .and_then(|block| block.last_commit)
+                .ok_or_else(not_held)?,
+        };
+        let (account, proof) = store
+            .account_with_proof(&address, height)
+            .map_err(internal)?;
+        Ok(AccountProofInfo {
+            address,
+            account,
+            height,
+            header,
+            commit,
+            proof: tally_ledger::ProofParts::of(&proof),
         })
     }
 

@@ -96,6 +96,40 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         assert!(p.score.is_some());
     }
 
+    // `tally query account --prove`: a dev account's balance, checked
+    // against a header the genesis validators certified.
+    let dev = tally_genesis::dev_keys().remove(1).address().to_string();
+    let genesis_file = homes[0].join("config/genesis.json");
+    let out = crate::harness::run(&[
+        "query",
+        "account",
+        &dev,
+        "--prove",
+        "--genesis",
+        genesis_file.to_str().expect("utf-8 path"),
+        "--rpc",
+        &urls[2],
+    ]);
+    let proven: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let proven_at = proven["height"].as_u64().expect("height");
+    assert_eq!(proven["exists"], true, "{proven}");
+    let block = clients[0]
+        .get_block_by_height(proven_at)
+        .await
+        .expect("read")
+        .expect("block");
+    assert_eq!(
+        proven["blockHash"],
+        serde_json::json!(block.hash),
+        "{proven}"
+    );
+    // Without the genesis there is nothing to check against.
+    let refused = crate::harness::tally()
+        .args(["query", "account", &dev, "--prove", "--rpc", &urls[2]])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+
     // tally_traceTransaction: a transfer the load submitted to node1, once
     // committed, is traced on every node: node1 had it from RPC, the
     // others from a peer (or, if a proposal beat the gossip, a block), all

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tally_genesis::{Genesis, GenesisAccount};
 use tally_ledger::{Address, CommitSig, SecretKey, keccak256};
-use tally_node::cli::homes;
+use tally_node::cli::{homes, prove};
 use tally_node::config::{Config, Home};
 use tally_node::node::Node;
 use tally_node::wire::{SyncRequest, SyncResponse, decode, encode};
@@ -263,6 +263,59 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         assert_eq!(ours.balance, theirs.balance, "{address}");
         assert_eq!(ours.nonce, theirs.nonce, "{address}");
     }
+    // Accounts proven against certified headers, by the node that joined
+    // from a snapshot: the latest height, and the snapshot's own.
+    let snapshot_height = fresh_rpc
+        .get_account_proof(payer.address().to_string(), None)
+        .await
+        .expect("proof")
+        .height;
+    for height in [None, Some(snapshot_height)] {
+        let info = fresh_rpc
+            .get_account_proof(payer.address().to_string(), height)
+            .await
+            .expect("proof");
+        let proven = prove::check(&genesis, &payer.address(), &info).expect("the proof checks");
+        let truth = rpc
+            .get_account(payer.address().to_string())
+            .await
+            .expect("read");
+        assert!(proven.exists);
+        assert_eq!(proven.nonce, truth.nonce);
+        assert_eq!(proven.height, info.height);
+        // Any change to what the node said is caught.
+        let mut bad = info.clone();
+        bad.account.as_mut().expect("exists").balance += 1;
+        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        let mut bad = info.clone();
+        bad.account.as_mut().expect("exists").nonce += 1;
+        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        assert!(prove::check(&genesis, &extra(1), &info).is_err());
+        let mut bad = info.clone();
+        bad.header.state_root = tally_ledger::Hash([7; 32]);
+        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        let mut bad = info.clone();
+        bad.commit.signatures.clear();
+        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        let mut bad = info;
+        bad.account = None;
+        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+    }
+    // An account that does not exist is proven absent.
+    let stranger = SecretKey::from_seed("state-sync-stranger").address();
+    let info = fresh_rpc
+        .get_account_proof(stranger.to_string(), None)
+        .await
+        .expect("proof");
+    let proven = prove::check(&genesis, &stranger, &info).expect("absence checks");
+    assert!(!proven.exists && proven.balance == 0);
+    // Heights below the snapshot are not held there.
+    let error = fresh_rpc
+        .get_account_proof(payer.address().to_string(), Some(1))
+        .await
+        .expect_err("not held");
+    assert!(error.to_string().contains("1012"), "{error}");
+
     // Both liars were heard and dropped.
     for (name, liar) in [("forger", &forger), ("corrupter", &corrupter)] {
         assert!(

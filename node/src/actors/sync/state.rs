@@ -95,6 +95,12 @@ pub async fn run(links: &Links, discovery: Duration) -> anyhow::Result<bool> {
     fetch_chunks(links, &offer).await?;
     let store = store.clone();
     let tip = tokio::task::spawn_blocking(move || store.finish_state_sync()).await??;
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    links.metrics.sync_snapshot_height.set(gauge(tip.height));
+    links
+        .metrics
+        .sync_snapshot_accounts
+        .set(gauge(offer.info.accounts));
     info!(
         height = tip.height,
         accounts = offer.info.accounts,

@@ -44,7 +44,15 @@ pub struct SyncBenchConfig {
     pub dir: Option<PathBuf>,
     /// Give up if the full node has not reached the tip by then.
     pub timeout: Duration,
+    /// The full node installs a snapshot by state sync instead of
+    /// replaying every block.
+    pub state_sync: bool,
 }
+
+/// The validators' snapshot interval in a state sync run: the full node
+/// starts once a snapshot past the end of the load exists, so what it
+/// block-syncs after the snapshot is at most this many empty blocks.
+const SNAPSHOT_INTERVAL: u64 = 20;
 
 /// The chain a run built, recorded beside it for later runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,6 +68,15 @@ struct Built {
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncBenchReport {
     pub validators: usize,
+    /// Whether the full node state-synced (else it replayed every block).
+    pub state_sync: bool,
+    /// The height of the snapshot it installed (0: none).
+    pub snapshot_height: u64,
+    /// Accounts in the snapshot it installed.
+    pub snapshot_accounts: u64,
+    /// From its start until its RPC answered (state sync runs before the
+    /// node starts serving).
+    pub install_s: f64,
     /// Whether this run built the chain (false: reused from `--dir`).
     pub built: bool,
     pub build_s: f64,
@@ -129,6 +146,14 @@ pub async fn run(
     let homes: Vec<PathBuf> = (0..validators)
         .map(|i| dir.join(format!("node{i}")))
         .collect();
+    if config.state_sync {
+        for home in &homes {
+            let path = Home::new(home).config_file();
+            let mut node_config = Config::load(&path)?;
+            node_config.sync.snapshot_interval = SNAPSHOT_INTERVAL;
+            std::fs::write(&path, node_config.documented())?;
+        }
+    }
     let mut nodes = Vec::new();
     let result = tokio::select! {
         result = measure(&config, &dir, &homes, previous, &mut nodes) => result,
@@ -208,6 +233,12 @@ async fn measure(
         }
     };
     let recover_per_s = tokio::task::spawn_blocking(calibrate).await?;
+    if config.state_sync {
+        let tip = http(&rpcs[0])?.status().await?.latest_height;
+        let snapshot = (tip / SNAPSHOT_INTERVAL + 1) * SNAPSHOT_INTERVAL;
+        println!("waiting for the snapshot at height {snapshot}");
+        wait_height(&rpcs[0], snapshot + 1, Duration::from_secs(600)).await?;
+    }
 
     // A fresh full node that knows every validator.
     let genesis = Genesis::load(&Home::new(&homes[0]).genesis_file())?;
@@ -230,6 +261,7 @@ async fn measure(
     fconfig.rpc.listen = format!("127.0.0.1:{}", ports[1]).parse()?;
     fconfig.metrics.enabled = true;
     fconfig.metrics.listen = format!("127.0.0.1:{}", ports[2]).parse()?;
+    fconfig.sync.state_sync = config.state_sync;
     homes::init(&follower, genesis.chain_id, Some(genesis), true, fconfig)?;
     let follower_rpc = format!("http://127.0.0.1:{}", ports[1]);
     let follower_metrics = format!("127.0.0.1:{}", ports[2]);
@@ -241,6 +273,7 @@ async fn measure(
     nodes.push(spawn_logged(&config.exe, "follower", &follower.root)?);
     let client = http(&follower_rpc)?;
     let mut first_block = None;
+    let mut install_s = None;
     let mut last_print = Instant::now();
     loop {
         if started.elapsed() > config.timeout {
@@ -251,6 +284,7 @@ async fn measure(
         }
         if let Ok(status) = client.status().await {
             let height = status.latest_height;
+            install_s.get_or_insert_with(|| started.elapsed().as_secs_f64());
             if height > 0 && first_block.is_none() {
                 first_block = Some(Instant::now());
             }
@@ -293,6 +327,16 @@ async fn measure(
     let txs_per_s = txs_synced as f64 / sync_s;
     let report = SyncBenchReport {
         validators: homes.len(),
+        state_sync: config.state_sync,
+        snapshot_height: metrics
+            .get("tally_sync_snapshot_height")
+            .copied()
+            .unwrap_or(0.0) as u64,
+        snapshot_accounts: metrics
+            .get("tally_sync_snapshot_accounts")
+            .copied()
+            .unwrap_or(0.0) as u64,
+        install_s: install_s.unwrap_or(time_to_tip_s),
         built: fresh,
         build_s: built.build_s,
         target_height: target,
@@ -366,6 +410,28 @@ fn scrape(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
 }
 
 pub fn print(report: &SyncBenchReport) {
+    if report.state_sync {
+        println!(
+            "state sync of a fresh full node from {} validator(s)",
+            report.validators
+        );
+        println!(
+            "  snapshot     height {} of {}, {} accounts, installed in {:.1} s",
+            report.snapshot_height,
+            report.target_height,
+            report.snapshot_accounts,
+            report.install_s
+        );
+        println!(
+            "  time         {:.1} s to the tip ({} transactions block-synced after the snapshot)",
+            report.time_to_tip_s, report.txs_synced
+        );
+        println!(
+            "  same chain   {}",
+            if report.same_chain { "yes" } else { "NO" }
+        );
+        return;
+    }
     println!(
         "block sync of a fresh full node from {} validator(s)",
         report.validators
