@@ -119,7 +119,7 @@ proptest! {
         let accounts: Vec<(Address, u128)> = balances
             .iter()
             .enumerate()
-            .map(|(i, b)| (Address(keccak256(&i.to_be_bytes()).0[..20].try_into().unwrap()), *b))
+            .map(|(i, b)| (Address(keccak256(&i.to_be_bytes()).0[..20].try_into().expect("20 bytes")), *b))
             .collect();
         let state = GenesisState { hash: keccak256(b"proof-props"), accounts: accounts.clone() };
         let dir = tempfile::tempdir().expect("tempdir");
