@@ -417,7 +417,12 @@ impl Store {
     ) {
         for (address, account) in changes {
             batch.put_cf(self.cf(CF_ACCOUNTS), address.0, account.encode());
-            batch.put_cf(self.cf(CF_KEY_PREIMAGES), account_key(address).0, address.0);
+            // An account enters the tree by receiving (or in genesis), so
+            // with nonce 0: writing the preimage then covers every account,
+            // and a sender's changes (nonce above 0) cost nothing more.
+            if account.nonce == 0 {
+                batch.put_cf(self.cf(CF_KEY_PREIMAGES), account_key(address).0, address.0);
+            }
         }
         self.write_nodes(batch, &tree.node_batch);
     }

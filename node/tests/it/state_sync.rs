@@ -15,7 +15,7 @@ use tally_node::wire::{SyncRequest, SyncResponse, decode, encode};
 use tally_p2p::{Event, PeerId};
 use tally_rpc::TallyApiClient;
 
-use crate::harness::{client, loopback_config, raw, transfer, wait_height};
+use crate::harness::{NodeProc, client, loopback_config, raw, transfer, wait_height};
 
 /// Accounts in genesis besides the dev ones: enough for four chunks.
 const EXTRA_ACCOUNTS: u64 = 12_000;
@@ -342,4 +342,81 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         assert!(!running.is_finished(), "a node stopped");
         running.abort();
     }
+}
+
+/// `kill -9` of a node in the middle of its state sync: at restart it
+/// resumes the same snapshot with the chunks it had and ends in the
+/// validator's state.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_during_state_sync_resumes_and_ends_in_the_same_state() {
+    let _heavy = crate::harness::heavy().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = homes::free_ports("127.0.0.1", 4).expect("ports");
+    let validator = Home::new(dir.path().join("validator"));
+    let mut config: Config = loopback_config();
+    config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", ports[0])];
+    config.rpc.listen = format!("127.0.0.1:{}", ports[1]).parse().expect("addr");
+    config.sync.interval_ms = 200;
+    config.sync.snapshot_interval = 10;
+    let (mut genesis, _) =
+        homes::init(&validator, 4246, None, false, config.clone()).expect("init");
+    genesis.consensus.empty_block_interval_ms = 0;
+    // Enough state that installing it takes a while: 16 chunks.
+    genesis.accounts.extend((0..50_000).map(|i| GenesisAccount {
+        address: extra(i),
+        balance: 7 + u128::from(i),
+    }));
+    genesis
+        .save(&validator.genesis_file())
+        .expect("save genesis");
+    let mut validator_proc = NodeProc::start("validator", &validator.root, &[]);
+    let rpc = client(&format!("http://127.0.0.1:{}", ports[1]));
+    wait_height(&rpc, 12, Duration::from_secs(120)).await;
+    let peer = homes::node_peer_id(&validator).expect("peer id");
+
+    let fresh = Home::new(dir.path().join("fresh"));
+    let mut fresh_config = config.clone();
+    fresh_config.node.validator_key = String::new();
+    fresh_config.sync.state_sync = true;
+    fresh_config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", ports[2])];
+    fresh_config.rpc.listen = format!("127.0.0.1:{}", ports[3]).parse().expect("addr");
+    fresh_config.p2p.bootstrap = vec![format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", ports[0])];
+    homes::init(&fresh, 4246, Some(genesis), true, fresh_config).expect("init");
+    let mut fresh_proc = NodeProc::start("fresh", &fresh.root, &[]);
+    // Killed as soon as it has chosen the snapshot and begun fetching.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !fresh_proc
+        .log_text()
+        .contains("state sync: fetching the snapshot")
+    {
+        assert!(std::time::Instant::now() < deadline, "no state sync began");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    fresh_proc.kill9();
+    let first = fresh_proc.log_text();
+    assert!(
+        !first.contains("state sync done"),
+        "the kill came after the install: {first}"
+    );
+    fresh_proc.restart();
+    let fresh_rpc = client(&format!("http://127.0.0.1:{}", ports[3]));
+    let target = rpc.status().await.expect("status").latest_height;
+    wait_height(&fresh_rpc, target, Duration::from_secs(120)).await;
+    let log = fresh_proc.log_text();
+    assert!(
+        log.contains("resuming the state sync an earlier run began"),
+        "{log}"
+    );
+    assert!(log.contains("state sync done"), "{log}");
+    let ours = fresh_rpc.get_block_by_height(target).await.expect("read");
+    let theirs = rpc.get_block_by_height(target).await.expect("read");
+    assert_eq!(ours.map(|b| b.hash), theirs.map(|b| b.hash));
+    for i in (0..50_000).step_by(4999) {
+        let address = extra(i).to_string();
+        let ours = fresh_rpc.get_account(address.clone()).await.expect("read");
+        let theirs = rpc.get_account(address).await.expect("read");
+        assert_eq!(ours.balance, theirs.balance);
+    }
+    fresh_proc.kill9();
+    validator_proc.kill9();
 }
