@@ -63,6 +63,7 @@ pub struct Config {
     pub rpc: RpcConfig,
     pub mempool: MempoolSection,
     pub sync: SyncConfig,
+    pub storage: StorageConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -149,6 +150,14 @@ pub struct SyncConfig {
     pub snapshot_interval: u64,
     /// How many of the latest snapshot heights are offered.
     pub snapshot_keep: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Keep the blocks and states of only the latest this many heights (and
+    /// the snapshots offered); 0 keeps everything (an archive node).
+    pub retain_blocks: u64,
 }
 
 /// The Prometheus endpoint (`GET /metrics`).
@@ -445,6 +454,13 @@ state_sync_discovery_ms = {state_sync_discovery_ms}
 snapshot_interval = {snapshot_interval}
 snapshot_keep = {snapshot_keep}
 
+[storage]
+# Keep the blocks, receipts and states of only the latest retain_blocks
+# heights; older ones are deleted in the background. The snapshots this node
+# offers are always kept. 0: keep everything (an archive node). Turn it on
+# from the start: what went stale while it was off is never deleted.
+retain_blocks = {retain_blocks}
+
 [metrics]
 # Serve Prometheus metrics at http://<listen>/metrics (OpenMetrics text).
 # Off unless asked; `tally dev` and `tally localnet` turn it on.
@@ -501,6 +517,7 @@ filter = {filter}
             state_sync_discovery_ms = s.state_sync_discovery_ms,
             snapshot_interval = s.snapshot_interval,
             snapshot_keep = s.snapshot_keep,
+            retain_blocks = self.storage.retain_blocks,
             metrics_enabled = x.enabled,
             metrics_listen = x.listen,
             filter = toml_value(&l.filter),

@@ -114,6 +114,10 @@ impl Node {
         );
         let tip = store.tip()?;
         info!(height = tip.height, hash = %tip.hash, chain = genesis.chain_name, "store open");
+        if config.storage.retain_blocks > 0 {
+            store.enable_pruning();
+        }
+        let store_for_pruning = store.clone();
 
         let params = &genesis.consensus;
         let p2p_config = tally_p2p::Config {
@@ -427,6 +431,32 @@ impl Node {
             (None, Vec::new())
         };
 
+        let mut tasks = vec![
+            ("mempool", mempool_task),
+            ("ledger", ledger_task),
+            ("consensus", consensus_task),
+            ("sync server", server_task),
+            ("sync client", client_task),
+            ("network router", router_task),
+        ];
+        metrics
+            .ledger
+            .history_start
+            .set(i64::try_from(store_for_pruning.history_start()?).unwrap_or(i64::MAX));
+        if config.storage.retain_blocks > 0 {
+            tasks.push((
+                "pruner",
+                crate::actors::prune::spawn(
+                    store_for_pruning,
+                    crate::actors::prune::Retention {
+                        retain_blocks: config.storage.retain_blocks,
+                        snapshot_interval: config.sync.snapshot_interval,
+                        snapshot_keep: config.sync.snapshot_keep,
+                    },
+                    metrics.ledger.history_start.clone(),
+                ),
+            ));
+        }
         Ok(Node {
             rpc_addr,
             metrics_addr,
@@ -434,14 +464,7 @@ impl Node {
             p2p_addrs,
             peer_id,
             validator,
-            tasks: vec![
-                ("mempool", mempool_task),
-                ("ledger", ledger_task),
-                ("consensus", consensus_task),
-                ("sync server", server_task),
-                ("sync client", client_task),
-                ("network router", router_task),
-            ],
+            tasks,
             rpc,
             network,
         })

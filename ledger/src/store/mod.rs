@@ -6,6 +6,8 @@
 //! state-tree nodes in one atomic, fsync'd `WriteBatch`: after a crash the
 //! store holds either all of a block or none of it.
 
+mod prune;
+pub use prune::Pruned;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -38,8 +40,11 @@ const CF_COMMITS: &str = "commits";
 const CF_KEY_PREIMAGES: &str = "key_preimages";
 /// Checked chunks of a state sync under way, by index.
 const CF_SYNC_CHUNKS: &str = "state_sync_chunks";
+/// Tree nodes by the version from which no later version needs them
+/// (written only while pruning is on).
+const CF_STALE_NODES: &str = "stale_nodes";
 
-const COLUMN_FAMILIES: [&str; 11] = [
+const COLUMN_FAMILIES: [&str; 12] = [
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TX_INDEX,
@@ -51,6 +56,7 @@ const COLUMN_FAMILIES: [&str; 11] = [
     CF_COMMITS,
     CF_KEY_PREIMAGES,
     CF_SYNC_CHUNKS,
+    CF_STALE_NODES,
 ];
 
 /// Memtable size of one column family, and of all of them together.
@@ -105,6 +111,9 @@ pub struct Store {
     db: DB,
     path: PathBuf,
     genesis_hash: Hash,
+    /// Whether commits record which tree nodes they make stale, for
+    /// [`Store::prune`].
+    pruning: std::sync::atomic::AtomicBool,
 }
 
 fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -121,6 +130,14 @@ fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
 /// The key of the tree's root node at `version`.
 fn root_key(version: Version) -> NodeKey {
     NodeKey::new(version, std::iter::empty().collect::<NibblePath>())
+}
+
+/// The key of a stale-node record: the version it is stale since, then
+/// the node's key (so records sort by that version).
+fn stale_key(since: Version, node: &NodeKey) -> Vec<u8> {
+    let mut key = since.to_be_bytes().to_vec();
+    key.extend_from_slice(&encode(node));
+    key
 }
 
 fn tree_value_key(key_hash: &KeyHash, version: Version) -> [u8; 40] {
@@ -152,6 +169,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             genesis_hash: genesis.hash,
+            pruning: std::sync::atomic::AtomicBool::new(false),
         };
         match store.get_meta(META_GENESIS_HASH)? {
             Some(found) => {
@@ -405,6 +423,13 @@ impl Store {
                     StoreError::Tree(format!("no state root at version {}", version - 1))
                 })?;
             batch.node_batch.insert_node(root_key(version), root_node);
+            // Only that height reads the previous copy from now on.
+            batch
+                .stale_node_index_batch
+                .insert(jmt::storage::StaleNodeIndex {
+                    stale_since_version: version,
+                    node_key: previous,
+                });
         }
         Ok((Hash(root.0), batch))
     }
@@ -425,6 +450,15 @@ impl Store {
             }
         }
         self.write_nodes(batch, &tree.node_batch);
+        if self.pruning.load(std::sync::atomic::Ordering::Relaxed) {
+            for stale in &tree.stale_node_index_batch {
+                batch.put_cf(
+                    self.cf(CF_STALE_NODES),
+                    stale_key(stale.stale_since_version, &stale.node_key),
+                    [],
+                );
+            }
+        }
     }
 
     fn write_nodes(&self, batch: &mut WriteBatch, nodes: &NodeBatch) {

@@ -269,3 +269,89 @@ fn a_snapshot_installs_resumes_after_a_restart_and_the_chain_goes_on() {
         "the installed store follows the chain"
     );
 }
+
+/// Pruning below a height deletes the blocks and the stale tree nodes
+/// under it, in batches that may be cut short by a crash, and leaves every
+/// state from that height on whole: provable, servable as a snapshot, and
+/// the base of the next block.
+#[test]
+fn pruning_keeps_every_state_from_its_height_and_survives_a_crash_midway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (blocks, addresses) = {
+        let pruned = Store::open(dir.path(), &genesis(SENDERS)).expect("open");
+        pruned.enable_pruning();
+        let (mut blocks, addresses) = grow(&pruned, 12, 20);
+        // Empty blocks copy the previous root: those copies go stale too.
+        for _ in 0..3 {
+            let (executed, _) =
+                build_block(&pruned, &params(), proposal(key(0).address()), &[]).expect("build");
+            blocks.push(executed.block.clone());
+            pruned.commit(executed).expect("commit");
+        }
+        (blocks, addresses)
+    };
+    let (_twin_dir, twin) = store(SENDERS);
+    grow(&twin, 12, 20);
+    for _ in 0..3 {
+        let (executed, _) =
+            build_block(&twin, &params(), proposal(key(0).address()), &[]).expect("build");
+        twin.commit(executed).expect("commit");
+    }
+    // Pruned in small batches, with a restart (as after a crash) between
+    // each.
+    let mut deleted = (0, 0);
+    loop {
+        let store = Store::open(dir.path(), &genesis(SENDERS)).expect("reopen");
+        store.enable_pruning();
+        let done = store.prune(10, 25).expect("prune");
+        deleted.0 += done.blocks;
+        deleted.1 += done.tree_nodes;
+        if done.done {
+            break;
+        }
+    }
+    assert_eq!(deleted.0, 9, "blocks 1 to 9");
+    assert!(deleted.1 > 0, "no stale tree node was deleted");
+    let pruned = Store::open(dir.path(), &genesis(SENDERS)).expect("reopen");
+    pruned.enable_pruning();
+    assert_eq!(pruned.history_start().expect("read"), 10);
+    assert_eq!(pruned.state_start().expect("read"), 10);
+    assert!(pruned.block_by_height(9).expect("read").is_none());
+    assert!(pruned.block_by_height(10).expect("read").is_some());
+    assert!(pruned.seen_commit(9).expect("read").is_none());
+    assert!(pruned.state_root_at(5).is_err(), "an old state is gone");
+    // Every state from height 10 on is whole.
+    for block in &blocks[9..] {
+        let height = block.height();
+        assert_eq!(
+            pruned.state_root_at(height).expect("root"),
+            block.header.state_root
+        );
+        for address in &addresses {
+            let (account, proof) = pruned.account_with_proof(address, height).expect("proof");
+            tally_ledger::verify_account_proof(
+                &proof,
+                &block.header.state_root,
+                address,
+                account.as_ref(),
+            )
+            .expect("proof after pruning");
+            let (theirs, _) = twin.account_with_proof(address, height).expect("proof");
+            assert_eq!(account, theirs);
+        }
+    }
+    let offer = offer(&pruned, &blocks[9], 64);
+    for (i, chunk) in chunks_of(&pruned, &offer.info).iter().enumerate() {
+        verify_chunk(&offer.info, i as u32, chunk).expect("a snapshot at the pruning height");
+    }
+    // Nothing more to do at the same height; the chain goes on alike.
+    let again = pruned.prune(10, 1_000).expect("prune");
+    assert_eq!((again.blocks, again.tree_nodes, again.done), (0, 0, true));
+    let next: Vec<_> = (0..SENDERS)
+        .map(|i| transfer(&key(i), 12 * 20, addresses[SENDERS + i], 3))
+        .collect();
+    let (a, _) = build_block(&pruned, &params(), proposal(key(0).address()), &next).expect("build");
+    let (b, _) = build_block(&twin, &params(), proposal(key(0).address()), &next).expect("build");
+    assert_eq!(a.block.header.state_root, b.block.header.state_root);
+    pruned.commit(a).expect("commit");
+}

@@ -7,4 +7,5 @@ pub mod ledger;
 pub mod mempool;
 pub mod network;
 pub mod priority;
+pub mod prune;
 pub mod sync;

@@ -102,6 +102,8 @@ pub struct LedgerMetrics {
     /// Checking a synced block's certificate and body.
     pub certificate: Histogram,
     pub store_bytes: Gauge,
+    /// The lowest height whose block the store holds (pruning moves it).
+    pub history_start: Gauge,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -197,6 +199,7 @@ impl Default for Metrics {
                 recovery: seconds(),
                 certificate: seconds(),
                 store_bytes: Gauge::default(),
+                history_start: Gauge::default(),
             },
             mempool: MempoolMetrics::default(),
             network: NetworkMetrics::default(),
@@ -340,6 +343,11 @@ impl Metrics {
             "Size of the store's files on disk",
             Unit::Bytes,
             l.store_bytes.clone(),
+        );
+        reg.register(
+            "history_start",
+            "Lowest height whose block the store holds (above 1 once pruned, or after a state sync)",
+            l.history_start.clone(),
         );
 
         let p = &m.mempool;

@@ -322,6 +322,15 @@ impl RpcContext {
     }
 
     fn block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        let start = self.store.history_start().map_err(internal)?;
+        if height > 0 && height < start {
+            return Err(error(
+                codes::NOT_HELD,
+                format!(
+                    "block {height} is not held here: this node keeps blocks from height {start} (pruned, or state-synced)"
+                ),
+            ));
+        }
         Ok(self
             .store
             .block_by_height(height)
@@ -519,6 +528,9 @@ impl TallyApiServer for RpcContext {
                 .and_then(|block| block.last_commit)
                 .ok_or_else(not_held)?,
         };
+        if height < store.state_start().map_err(internal)? {
+            return Err(not_held());
+        }
         let (account, proof) = store
             .account_with_proof(&address, height)
             .map_err(internal)?;

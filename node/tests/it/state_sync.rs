@@ -241,13 +241,11 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
 
     // It installed a snapshot (it holds no early block) and follows the
     // same chain: the same block at the target, the same balances.
-    assert!(
-        fresh_rpc
-            .get_block_by_height(1)
-            .await
-            .expect("read")
-            .is_none()
-    );
+    let error = fresh_rpc
+        .get_block_by_height(1)
+        .await
+        .expect_err("no early block is held");
+    assert!(error.to_string().contains("1012"), "{error}");
     let ours = fresh_rpc.get_block_by_height(target).await.expect("read");
     let theirs = rpc.get_block_by_height(target).await.expect("read");
     assert_eq!(ours.map(|b| b.hash), theirs.map(|b| b.hash));
@@ -419,4 +417,116 @@ async fn a_node_killed_during_state_sync_resumes_and_ends_in_the_same_state() {
     }
     fresh_proc.kill9();
     validator_proc.kill9();
+}
+
+/// A full node that keeps only its latest heights: killed again and again
+/// while it prunes under load, it ends in the validator's state, and asked
+/// for a pruned block (over RPC, over sync) it says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pruned_node_survives_kills_and_says_what_it_no_longer_holds() {
+    let _heavy = crate::harness::heavy().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = Home::new(dir.path().join("validator"));
+    let mut config: Config = loopback_config();
+    config.sync.interval_ms = 200;
+    let (mut genesis, _) =
+        homes::init(&validator, 4247, None, false, config.clone()).expect("init");
+    genesis.consensus.empty_block_interval_ms = 0;
+    genesis
+        .save(&validator.genesis_file())
+        .expect("save genesis");
+    let node = Node::start(&validator, &config)
+        .await
+        .expect("validator starts");
+    let rpc = client(&format!("http://{}", node.rpc_addr.expect("rpc")));
+    let validator_addr = format!("{}/p2p/{}", node.p2p_addrs[0], node.peer_id);
+    let validator_running = tokio::spawn(node.run_until(std::future::pending()));
+
+    let ports = homes::free_ports("127.0.0.1", 2).expect("ports");
+    let pruned = Home::new(dir.path().join("pruned"));
+    let mut pruned_config = config.clone();
+    pruned_config.node.validator_key = String::new();
+    pruned_config.storage.retain_blocks = 5;
+    pruned_config.sync.snapshot_keep = 0;
+    pruned_config.p2p.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", ports[0])];
+    pruned_config.rpc.listen = format!("127.0.0.1:{}", ports[1]).parse().expect("addr");
+    pruned_config.p2p.bootstrap = vec![validator_addr];
+    homes::init(&pruned, 4247, Some(genesis.clone()), true, pruned_config).expect("init");
+    let mut proc = NodeProc::start("pruned", &pruned.root, &[]);
+    let pruned_rpc = client(&format!("http://127.0.0.1:{}", ports[1]));
+
+    // Transfers all along, and three kills while it prunes.
+    let payer = tally_genesis::dev_keys().remove(2);
+    let mut nonce = 0u64;
+    for round in 0..3 {
+        for _ in 0..20 {
+            let tx = transfer(&payer, genesis.chain_id, nonce, extra(nonce % 50), 1);
+            TallyApiClient::send_raw_transaction(&rpc, raw(&tx))
+                .await
+                .expect("accepted");
+            nonce += 1;
+        }
+        let at = rpc.status().await.expect("status").latest_height;
+        wait_height(&pruned_rpc, at, Duration::from_secs(60)).await;
+        // The pruner looks every 2 s.
+        tokio::time::sleep(Duration::from_millis(2_000 + 700 * round)).await;
+        proc.kill9();
+        proc.restart();
+    }
+    let target = rpc.status().await.expect("status").latest_height + 5;
+    wait_height(&rpc, target, Duration::from_secs(60)).await;
+    wait_height(&pruned_rpc, target, Duration::from_secs(60)).await;
+    let ours = pruned_rpc.get_block_by_height(target).await.expect("read");
+    let theirs = rpc.get_block_by_height(target).await.expect("read");
+    assert_eq!(ours.map(|b| b.hash), theirs.map(|b| b.hash));
+    for n in 0..50 {
+        let address = extra(n).to_string();
+        let ours = pruned_rpc.get_account(address.clone()).await.expect("read");
+        let theirs = rpc.get_account(address).await.expect("read");
+        assert_eq!(ours.balance, theirs.balance);
+    }
+    // Old heights are gone, with a clear answer; recent ones are proven.
+    let error = pruned_rpc.get_block_by_height(1).await.expect_err("pruned");
+    assert!(error.to_string().contains("1012"), "{error}");
+    let proof = pruned_rpc
+        .get_account_proof(payer.address().to_string(), None)
+        .await
+        .expect("a recent state is proven");
+    prove::check(&genesis, &payer.address(), &proof).expect("the proof checks");
+    let error = pruned_rpc
+        .get_account_proof(payer.address().to_string(), Some(1))
+        .await
+        .expect_err("pruned");
+    assert!(error.to_string().contains("1012"), "{error}");
+
+    // Over sync: a peer asking for block 1 is told it is not held.
+    let peer_dir = tempfile::tempdir().expect("tempdir");
+    let pruned_peer = homes::node_peer_id(&pruned).expect("peer id");
+    let (asker, _events) = tally_p2p::spawn(tally_p2p::Config {
+        key_file: peer_dir.path().join("node_key"),
+        bootstrap: vec![
+            format!("/ip4/127.0.0.1/tcp/{}/p2p/{pruned_peer}", ports[0])
+                .parse()
+                .expect("addr"),
+        ],
+        chain_id: genesis.chain_id,
+        genesis_hash: genesis.hash().0,
+        ..tally_p2p::Config::default()
+    })
+    .await
+    .expect("asker starts");
+    let answer = loop {
+        let request = encode(&SyncRequest::Blocks { from: 1, count: 4 });
+        if let Ok(bytes) = asker.request(pruned_peer, request).await {
+            break decode::<SyncResponse>(&bytes).expect("decodes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    match answer {
+        SyncResponse::Error(why) => assert!(why.contains("not held"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let _ = asker.shutdown().await;
+    proc.kill9();
+    validator_running.abort();
 }

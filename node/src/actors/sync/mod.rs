@@ -167,6 +167,12 @@ fn serve(store: &Store, data: &[u8], serving: &Serving) -> anyhow::Result<SyncRe
             }
         }
         SyncRequest::Blocks { from, count } => {
+            let start = store.history_start()?;
+            if from.max(1) < start {
+                return Ok(SyncResponse::Error(format!(
+                    "blocks below {start} are not held here (pruned, or state-synced)"
+                )));
+            }
             let tip = store.tip()?.height;
             let last = from
                 .saturating_add(u64::from(count).min(max_blocks))
