@@ -691,7 +691,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let genesis = tally_genesis::Genesis::load(&path)
                     .with_context(|| format!("loading {}", path.display()))?;
                 let info = rpc.client()?.get_account_proof(address, height).await?;
-                let proven = tally_node::cli::prove::check(&genesis, &parsed, &info)
+                let proven = tally_node::cli::prove::check(&genesis, &parsed, height, &info)
                     .context("the node's answer does not prove the account")?;
                 print_json(&proven)?
             }

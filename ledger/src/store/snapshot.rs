@@ -18,7 +18,8 @@ use rocksdb::WriteBatch;
 
 use super::{
     CF_ACCOUNTS, CF_COMMITS, CF_KEY_PREIMAGES, CF_META, CF_SYNC_CHUNKS, CF_TREE_VALUES, ChainTip,
-    META_BASE, META_STATE_SYNC, META_TIP, Store, TreeView, decode, encode, tree_value_key,
+    META_BASE, META_INSTALLING, META_PREIMAGES, META_STATE_SYNC, META_TIP, Store, TreeView, decode,
+    encode, tree_value_key,
 };
 use crate::block::Header;
 use crate::crypto::Address;
@@ -64,6 +65,12 @@ impl Store {
         }))
     }
 
+    /// Whether this store can serve snapshots: every account's address is
+    /// recorded under its tree key (not so in stores from before that).
+    pub fn serves_snapshots(&self) -> Result<bool, StoreError> {
+        Ok(self.get_meta(META_PREIMAGES)?.is_some())
+    }
+
     /// Chunk `index` of `chunks` of the state at `height`: the accounts
     /// whose keys it covers, as of that height, with its siblings.
     pub fn state_chunk(
@@ -77,7 +84,12 @@ impl Store {
                 "chunk {index} of {chunks} does not exist"
             )));
         }
-        if self.snapshot_info(height)?.is_none() {
+        if !self.serves_snapshots()? {
+            return Err(unserved(
+                "this store predates key preimages and serves no snapshots".into(),
+            ));
+        }
+        if height < self.state_start()? || self.snapshot_info(height)?.is_none() {
             return Err(unserved(format!("no state held at height {height}")));
         }
         let (low, high) = chunk_bounds(index, chunks);
@@ -167,6 +179,19 @@ impl Store {
         self.write(batch)
     }
 
+    /// Drops the state sync under way (its target and staged chunks), as
+    /// long as it has not begun writing the state; returns whether it did.
+    pub fn abandon_state_sync(&self) -> Result<bool, StoreError> {
+        if self.get_meta(META_INSTALLING)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_META), META_STATE_SYNC);
+        batch.delete_range_cf(self.cf(CF_SYNC_CHUNKS), &[0u8; 4][..], &[0xffu8; 5][..]);
+        self.write(batch)?;
+        Ok(true)
+    }
+
     /// The indexes of the chunks staged so far.
     pub fn staged_chunks(&self) -> Result<Vec<u32>, StoreError> {
         let mut staged = Vec::new();
@@ -195,13 +220,22 @@ impl Store {
     /// Builds the state tree from the staged chunks (every one of them must
     /// be there) and moves the tip to the snapshot. The chunks are checked
     /// again as they are read, and jmt checks the tree against the root
-    /// after each, so a damaged staged chunk fails the build rather than
-    /// install a wrong state.
-    pub fn finish_state_sync(&self) -> Result<ChainTip, StoreError> {
+    /// after each: a staged chunk found damaged is dropped and `None`
+    /// returned, to fetch it again and call this again (the writes so far
+    /// are redone alike). From the first write on, the state sync can no
+    /// longer be abandoned.
+    pub fn finish_state_sync(&self) -> Result<Option<ChainTip>, StoreError> {
         let offer = self
             .state_sync_target()?
             .ok_or_else(|| unserved("no state sync under way".into()))?;
         let info = offer.info;
+        let staged = self.staged_chunks()?;
+        if let Some(missing) = (0..info.chunks).find(|i| staged.binary_search(i).is_err()) {
+            return Err(unserved(format!("chunk {missing} was not fetched")));
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), META_INSTALLING, []);
+        self.write(batch)?;
         let tree_error = |e: anyhow::Error| StoreError::Tree(e.to_string());
         let sink = Arc::new(CollectNodes::default());
         let mut restore = JellyfishMerkleRestore::<TreeHasher>::new_overwrite(
@@ -215,12 +249,23 @@ impl Store {
                 .db
                 .get_pinned_cf(self.cf(CF_SYNC_CHUNKS), index.to_be_bytes())?
                 .ok_or_else(|| unserved(format!("chunk {index} was not fetched")))?;
-            let chunk: StateChunk = decode("state sync chunk", &bytes)?;
-            let verified =
-                verify_chunk(&info, index, &chunk).map_err(|detail| StoreError::Corrupt {
-                    what: "state sync chunk",
-                    detail,
-                })?;
+            let checked = decode::<StateChunk>("state sync chunk", &bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|chunk| verify_chunk(&info, index, &chunk));
+            drop(bytes);
+            let verified = match checked {
+                Ok(verified) => verified,
+                Err(why) => {
+                    tracing::warn!(
+                        index,
+                        why,
+                        "a staged state sync chunk is damaged: fetching it again"
+                    );
+                    self.db
+                        .delete_cf(self.cf(CF_SYNC_CHUNKS), index.to_be_bytes())?;
+                    return Ok(None);
+                }
+            };
             if verified.accounts.is_empty() {
                 continue;
             }
@@ -267,11 +312,13 @@ impl Store {
             info.height.to_be_bytes(),
             encode(&offer.commit),
         );
+        batch.put_cf(self.cf(CF_META), META_PREIMAGES, []);
         batch.delete_cf(self.cf(CF_META), META_STATE_SYNC);
+        batch.delete_cf(self.cf(CF_META), META_INSTALLING);
         batch.delete_range_cf(self.cf(CF_SYNC_CHUNKS), &[0u8; 4][..], &[0xffu8; 5][..]);
         self.write(batch)?;
         tracing::info!(height = tip.height, state_root = %tip.state_root, accounts = info.accounts, "installed the state snapshot");
-        Ok(tip)
+        Ok(Some(tip))
     }
 
     /// The header of the snapshot this store was state-synced from (it

@@ -231,7 +231,10 @@ fn a_snapshot_installs_resumes_after_a_restart_and_the_chain_goes_on() {
     for (i, chunk) in served.iter().enumerate().skip(500) {
         target.stage_chunk(i as u32, chunk).expect("stage");
     }
-    let tip = target.finish_state_sync().expect("install");
+    let tip = target
+        .finish_state_sync()
+        .expect("install")
+        .expect("every staged chunk checks");
     assert_eq!(tip.height, 2);
     assert_eq!(tip.hash, snapshot.hash());
     assert_eq!(tip.state_root, snapshot.header.state_root);

@@ -27,6 +27,9 @@ pub struct ProvenAccount {
     pub exists: bool,
     pub height: u64,
     pub block_hash: Hash,
+    /// The header's time (ms since the Unix epoch): how fresh the proven
+    /// state is, when no height was asked for.
+    pub time_ms: u64,
     pub state_root: Hash,
     /// Validators whose signatures the certificate carries.
     pub signatures: usize,
@@ -38,6 +41,7 @@ pub struct ProvenAccount {
 pub fn check(
     genesis: &Genesis,
     address: &Address,
+    height: Option<u64>,
     info: &AccountProofInfo,
 ) -> anyhow::Result<ProvenAccount> {
     let set = validator_set(genesis)?;
@@ -54,6 +58,13 @@ pub fn check(
         "the node answered for {} instead of {address}",
         info.address
     );
+    if let Some(height) = height {
+        anyhow::ensure!(
+            info.height == height,
+            "the node answered for height {} instead of {height}",
+            info.height
+        );
+    }
     anyhow::ensure!(
         header.chain_id == genesis.chain_id,
         "the header is of chain {}, not {}",
@@ -91,6 +102,7 @@ pub fn check(
         exists: info.account.is_some(),
         height: info.height,
         block_hash: hash,
+        time_ms: header.time,
         state_root: header.state_root,
         signatures: commit.signatures.len(),
     })

@@ -1,6 +1,7 @@
-//! State sync against real nodes in this process: a fresh full node
-//! installs a snapshot from two honest peers while one liar offers a
-//! snapshot with a forged certificate and another serves corrupt chunks.
+//! State sync against real nodes: a fresh full node installs a snapshot
+//! from two honest peers while liars offer a snapshot with a forged
+//! certificate, relabel a certified header, or serve corrupt chunks; a node
+//! killed during state sync resumes; a pruned node survives kills.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -110,6 +111,8 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
     let mut config: Config = loopback_config();
     config.sync.interval_ms = 200;
     config.sync.snapshot_interval = 10;
+    // A snapshot stays offered for 200 heights (20 s at this chain's pace).
+    config.sync.snapshot_keep = 20;
     let (mut genesis, _) =
         homes::init(&validator, 4245, None, false, config.clone()).expect("init");
     genesis.consensus.empty_block_interval_ms = 0;
@@ -193,6 +196,28 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         },
     )
     .await;
+    // A third passes the true offer first, then the same certified header
+    // relabelled: a higher height, another state root, one chunk.
+    let relabeller_dir = tempfile::tempdir().expect("tempdir");
+    let relabeller = liar(
+        relabeller_dir.path(),
+        &genesis,
+        validator_addr.clone(),
+        |request, truth| {
+            let (SyncRequest::Snapshots, Some(SyncResponse::Snapshots(offers))) = (request, truth)
+            else {
+                return None;
+            };
+            let honest = offers.first()?.clone();
+            let mut relabelled = honest.clone();
+            relabelled.info.height += 1;
+            relabelled.info.state_root = tally_ledger::Hash([3; 32]);
+            relabelled.info.accounts = 1;
+            relabelled.info.chunks = 1;
+            Some(SyncResponse::Snapshots(vec![honest, relabelled]))
+        },
+    )
+    .await;
     let corrupter_dir = tempfile::tempdir().expect("tempdir");
     let corrupter = liar(
         corrupter_dir.path(),
@@ -220,6 +245,7 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         full_addr,
         forger.addr.clone(),
         corrupter.addr.clone(),
+        relabeller.addr.clone(),
     ];
     homes::init(
         &fresh,
@@ -273,7 +299,8 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
             .get_account_proof(payer.address().to_string(), height)
             .await
             .expect("proof");
-        let proven = prove::check(&genesis, &payer.address(), &info).expect("the proof checks");
+        let proven =
+            prove::check(&genesis, &payer.address(), height, &info).expect("the proof checks");
         let truth = rpc
             .get_account(payer.address().to_string())
             .await
@@ -284,20 +311,22 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         // Any change to what the node said is caught.
         let mut bad = info.clone();
         bad.account.as_mut().expect("exists").balance += 1;
-        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        assert!(prove::check(&genesis, &payer.address(), height, &bad).is_err());
         let mut bad = info.clone();
         bad.account.as_mut().expect("exists").nonce += 1;
-        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
-        assert!(prove::check(&genesis, &extra(1), &info).is_err());
+        assert!(prove::check(&genesis, &payer.address(), height, &bad).is_err());
+        assert!(prove::check(&genesis, &extra(1), height, &info).is_err());
         let mut bad = info.clone();
         bad.header.state_root = tally_ledger::Hash([7; 32]);
-        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        assert!(prove::check(&genesis, &payer.address(), height, &bad).is_err());
         let mut bad = info.clone();
         bad.commit.signatures.clear();
-        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        assert!(prove::check(&genesis, &payer.address(), height, &bad).is_err());
+        // An answer for another height than the one asked for.
+        assert!(prove::check(&genesis, &payer.address(), Some(info.height + 1), &info).is_err());
         let mut bad = info;
         bad.account = None;
-        assert!(prove::check(&genesis, &payer.address(), &bad).is_err());
+        assert!(prove::check(&genesis, &payer.address(), height, &bad).is_err());
     }
     // An account that does not exist is proven absent.
     let stranger = SecretKey::from_seed("state-sync-stranger").address();
@@ -305,7 +334,7 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         .get_account_proof(stranger.to_string(), None)
         .await
         .expect("proof");
-    let proven = prove::check(&genesis, &stranger, &info).expect("absence checks");
+    let proven = prove::check(&genesis, &stranger, None, &info).expect("absence checks");
     assert!(!proven.exists && proven.balance == 0);
     // Heights below the snapshot are not held there.
     let error = fresh_rpc
@@ -315,7 +344,11 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
     assert!(error.to_string().contains("1012"), "{error}");
 
     // Both liars were heard and dropped.
-    for (name, liar) in [("forger", &forger), ("corrupter", &corrupter)] {
+    for (name, liar) in [
+        ("forger", &forger),
+        ("corrupter", &corrupter),
+        ("relabeller", &relabeller),
+    ] {
         assert!(
             liar.served.load(Ordering::Relaxed) > 0,
             "the {name} was never asked"
@@ -326,14 +359,14 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         );
     }
     let peers = fresh_rpc.peers().await.expect("peers");
-    for liar in [&forger, &corrupter] {
+    for liar in [&forger, &corrupter, &relabeller] {
         let id = liar.handle.local_peer_id().to_string();
         assert!(
             peers.iter().all(|p| p.peer_id != id),
             "{id} still connected"
         );
     }
-    for liar in [forger, corrupter] {
+    for liar in [forger, corrupter, relabeller] {
         let _ = liar.handle.shutdown().await;
     }
     for running in [fresh_running, full_running, validator_running] {
@@ -356,6 +389,8 @@ async fn a_node_killed_during_state_sync_resumes_and_ends_in_the_same_state() {
     config.rpc.listen = format!("127.0.0.1:{}", ports[1]).parse().expect("addr");
     config.sync.interval_ms = 200;
     config.sync.snapshot_interval = 10;
+    // A snapshot stays offered for 200 heights (20 s at this chain's pace).
+    config.sync.snapshot_keep = 20;
     let (mut genesis, _) =
         homes::init(&validator, 4246, None, false, config.clone()).expect("init");
     genesis.consensus.empty_block_interval_ms = 0;
@@ -492,7 +527,7 @@ async fn a_pruned_node_survives_kills_and_says_what_it_no_longer_holds() {
         .get_account_proof(payer.address().to_string(), None)
         .await
         .expect("a recent state is proven");
-    prove::check(&genesis, &payer.address(), &proof).expect("the proof checks");
+    prove::check(&genesis, &payer.address(), None, &proof).expect("the proof checks");
     let error = pruned_rpc
         .get_account_proof(payer.address().to_string(), Some(1))
         .await

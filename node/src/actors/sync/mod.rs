@@ -115,15 +115,17 @@ pub fn spawn_server(
                 *serving += 1;
                 *serving > SERVE_PER_PEER
             };
+            // Never wait for a slot here: this loop also answers height
+            // requests, which slow requests must not hold up.
             let permit = if busy {
                 None
             } else {
-                Some(slots.clone().acquire_owned().await?)
+                slots.clone().try_acquire_owned().ok()
             };
             let (store, network, per_peer) = (store.clone(), network.clone(), per_peer.clone());
             tokio::spawn(async move {
                 let response = match permit {
-                    None => SyncResponse::Error("busy: too many requests of yours".into()),
+                    None => SyncResponse::Error("busy: too many requests".into()),
                     Some(permit) => {
                         let response =
                             tokio::task::spawn_blocking(move || serve(&store, &data, &serving))
@@ -205,30 +207,51 @@ fn serve(store: &Store, data: &[u8], serving: &Serving) -> anyhow::Result<SyncRe
             state_root,
             chunks,
             index,
-        } => match store.snapshot_info(height)? {
-            Some(info) if info.state_root == state_root => {
-                match store.state_chunk(height, chunks, index) {
-                    Ok(chunk) => SyncResponse::Chunk(chunk),
-                    Err(tally_ledger::StoreError::Snapshot(why)) => SyncResponse::Error(why),
-                    Err(e) => return Err(e.into()),
+        } => {
+            // Only the snapshots offered, cut at least as fine as this node
+            // would: a request costs at most one chunk of about the target
+            // size, and never reaches a height being pruned.
+            let offered = offered_heights(store.tip()?.height, serving).contains(&height);
+            match store.snapshot_info(height)? {
+                Some(info) if offered && info.state_root == state_root && chunks >= info.chunks => {
+                    match store.state_chunk(height, chunks, index) {
+                        Ok(chunk) => SyncResponse::Chunk(chunk),
+                        Err(tally_ledger::StoreError::Snapshot(why)) => SyncResponse::Error(why),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
+                _ => SyncResponse::Error(format!(
+                    "no snapshot with root {state_root} at height {height} cut in {chunks} is offered here"
+                )),
             }
-            _ => SyncResponse::Error(format!(
-                "no state with root {state_root} at height {height}"
-            )),
-        },
+        }
     })
 }
 
-/// The snapshots this node offers, newest first: the latest
-/// `snapshot_keep` multiples of `snapshot_interval` whose header,
-/// certificate and state it holds.
-fn snapshot_offers(store: &Store, serving: &Serving) -> anyhow::Result<Vec<SnapshotOffer>> {
+/// The heights this node offers snapshots at: the latest `snapshot_keep`
+/// multiples of `snapshot_interval` at or below `tip`, newest first.
+fn offered_heights(tip: u64, serving: &Serving) -> Vec<u64> {
     let interval = serving.snapshot_interval.max(1);
-    let tip = store.tip()?.height;
+    let latest = tip - tip % interval;
+    (0..serving.snapshot_keep)
+        .map_while(|i| latest.checked_sub(i.checked_mul(interval)?))
+        .filter(|h| *h > 0)
+        .collect()
+}
+
+/// The snapshots this node offers, newest first: those of the offered
+/// heights whose header, certificate and state it holds (none from a store
+/// that predates key preimages).
+fn snapshot_offers(store: &Store, serving: &Serving) -> anyhow::Result<Vec<SnapshotOffer>> {
+    if !store.serves_snapshots()? {
+        return Ok(Vec::new());
+    }
+    let start = store.state_start()?;
     let mut offers = Vec::new();
-    let mut height = tip - tip % interval;
-    while height > 0 && (offers.len() as u64) < serving.snapshot_keep {
+    for height in offered_heights(store.tip()?.height, serving) {
+        if height < start {
+            break;
+        }
         if let (Some((header, _)), Some(commit), Some(info)) = (
             store.header_by_height(height)?,
             store.seen_commit(height)?,
@@ -240,7 +263,6 @@ fn snapshot_offers(store: &Store, serving: &Serving) -> anyhow::Result<Vec<Snaps
                 commit,
             });
         }
-        height -= interval;
     }
     Ok(offers)
 }

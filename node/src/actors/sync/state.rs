@@ -16,6 +16,10 @@
 //! 3. **Install.** The tree is built from the staged chunks and the tip set
 //!    to the snapshot in one last write.
 //!
+//! When no chunk arrives for [`STALL`] (the snapshot is no longer offered,
+//! or its peers left) the snapshot is dropped and discovery starts over; a
+//! staged chunk found damaged while installing is fetched again.
+//!
 //! The store records the snapshot before the first chunk is asked for, so a
 //! node killed at any point resumes the same snapshot at restart with the
 //! chunks it had, and never runs on a half-installed state.
@@ -46,6 +50,9 @@ const MAX_OFFERS: usize = 16;
 /// How long a peer that refused or timed out is not asked.
 const REST: Duration = Duration::from_secs(5);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// With no chunk staged for this long, the snapshot is given up for
+/// another one.
+const STALL: Duration = Duration::from_secs(60);
 
 /// What state sync works with.
 #[derive(Debug)]
@@ -61,53 +68,71 @@ pub struct Links {
 /// peer offered one within `discovery` (the node then replays blocks).
 pub async fn run(links: &Links, discovery: Duration) -> anyhow::Result<bool> {
     let store = &links.store;
-    let offer = match store.state_sync_target()? {
-        Some(offer) => {
-            info!(
-                height = offer.info.height,
-                "resuming the state sync an earlier run began"
-            );
-            offer
-        }
-        None => {
-            if store.tip()?.height > 0 {
-                return Ok(false);
-            }
-            let Some(offer) = discover(links, discovery).await? else {
+    loop {
+        let offer = match store.state_sync_target()? {
+            Some(offer) => {
                 info!(
-                    waited_ms = discovery.as_millis() as u64,
-                    "no peer offered a snapshot: replaying blocks from genesis"
+                    height = offer.info.height,
+                    "resuming the state sync an earlier run began"
                 );
-                return Ok(false);
-            };
-            store.begin_state_sync(&offer)?;
-            offer
+                offer
+            }
+            None => {
+                if store.tip()?.height > 0 {
+                    return Ok(false);
+                }
+                let Some(offer) = discover(links, discovery).await? else {
+                    info!(
+                        waited_ms = discovery.as_millis() as u64,
+                        "no peer offered a snapshot: replaying blocks from genesis"
+                    );
+                    return Ok(false);
+                };
+                store.begin_state_sync(&offer)?;
+                offer
+            }
+        };
+        let started = Instant::now();
+        info!(
+            height = offer.info.height,
+            state_root = %offer.info.state_root,
+            accounts = offer.info.accounts,
+            chunks = offer.info.chunks,
+            "state sync: fetching the snapshot"
+        );
+        if !fetch_chunks(links, &offer).await? {
+            // No peer served a chunk for a while (the snapshot is no longer
+            // offered, or the peers that had it left): start over with
+            // whatever is offered now, unless the state is being written.
+            if store.abandon_state_sync()? {
+                warn!(
+                    height = offer.info.height,
+                    "state sync: no chunk arrived for {STALL:?}; looking for another snapshot"
+                );
+            }
+            continue;
         }
-    };
-    let started = Instant::now();
-    info!(
-        height = offer.info.height,
-        state_root = %offer.info.state_root,
-        accounts = offer.info.accounts,
-        chunks = offer.info.chunks,
-        "state sync: fetching the snapshot"
-    );
-    fetch_chunks(links, &offer).await?;
-    let store = store.clone();
-    let tip = tokio::task::spawn_blocking(move || store.finish_state_sync()).await??;
-    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    links.metrics.sync_snapshot_height.set(gauge(tip.height));
-    links
-        .metrics
-        .sync_snapshot_accounts
-        .set(gauge(offer.info.accounts));
-    info!(
-        height = tip.height,
-        accounts = offer.info.accounts,
-        seconds = started.elapsed().as_secs_f64(),
-        "state sync done: block-syncing from the snapshot"
-    );
-    Ok(true)
+        let installer = store.clone();
+        let Some(tip) =
+            tokio::task::spawn_blocking(move || installer.finish_state_sync()).await??
+        else {
+            // A staged chunk was damaged and dropped: fetch it again.
+            continue;
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        links.metrics.sync_snapshot_height.set(gauge(tip.height));
+        links
+            .metrics
+            .sync_snapshot_accounts
+            .set(gauge(offer.info.accounts));
+        info!(
+            height = tip.height,
+            accounts = offer.info.accounts,
+            seconds = started.elapsed().as_secs_f64(),
+            "state sync done: block-syncing from the snapshot"
+        );
+        return Ok(true);
+    }
 }
 
 /// Why an offer cannot be trusted: its parts disagree, or the genesis
@@ -136,8 +161,8 @@ async fn ban(links: &Links, peer: PeerId, why: &str) {
 async fn discover(links: &Links, discovery: Duration) -> anyhow::Result<Option<SnapshotOffer>> {
     let deadline = Instant::now() + discovery;
     let mut asked: HashSet<PeerId> = HashSet::new();
-    // Headers whose certificate checked: other peers offer the same ones.
-    let mut certified: HashSet<Hash> = HashSet::new();
+    // Headers and certificates that checked: other peers offer the same.
+    let mut certified: HashSet<(Hash, Hash)> = HashSet::new();
     let mut best: Option<SnapshotOffer> = None;
     let mut settle_at: Option<Instant> = None;
     loop {
@@ -188,33 +213,54 @@ async fn discover(links: &Links, discovery: Duration) -> anyhow::Result<Option<S
                 continue;
             }
             for offer in offers {
-                let hash = offer.header.hash();
-                if !certified.contains(&hash) {
-                    let params = links.params.clone();
-                    let checked = offer.clone();
-                    let verdict =
-                        tokio::task::spawn_blocking(move || check_offer(&params, &checked)).await?;
-                    if let Err(why) = verdict {
-                        ban(links, peer, &format!("a snapshot offer: {why}")).await;
-                        break;
+                // The shape always (it ties the offer's height, root and
+                // chunk count to the header); the signatures once per
+                // header and certificate.
+                let checked = match offer.check_shape(links.params.exec.chain_id) {
+                    Err(why) => Err(why),
+                    Ok(()) if certified.contains(&(offer.header.hash(), offer.commit.hash())) => {
+                        Ok(())
                     }
-                    certified.insert(hash);
+                    Ok(()) => {
+                        let params = links.params.clone();
+                        let checked = offer.clone();
+                        tokio::task::spawn_blocking(move || check_offer(&params, &checked)).await?
+                    }
+                };
+                if let Err(why) = checked {
+                    ban(links, peer, &format!("a snapshot offer: {why}")).await;
+                    break;
                 }
-                if best
-                    .as_ref()
-                    .is_none_or(|b| offer.info.height > b.info.height)
-                {
-                    info!(%peer, height = offer.info.height, accounts = offer.info.accounts, "snapshot offered");
-                    best = Some(offer);
-                    settle_at.get_or_insert(Instant::now() + SETTLE);
+                certified.insert((offer.header.hash(), offer.commit.hash()));
+                match &mut best {
+                    // The account count (hence the cut) is the peer's word:
+                    // the largest claimed for the same state wins, so a
+                    // peer that understates it cannot make every chunk too
+                    // big for the honest peers to serve.
+                    Some(b)
+                        if b.info.height == offer.info.height
+                            && b.info.state_root == offer.info.state_root =>
+                    {
+                        if offer.info.accounts > b.info.accounts {
+                            b.info.accounts = offer.info.accounts;
+                            b.info.chunks = offer.info.chunks;
+                        }
+                    }
+                    Some(b) if b.info.height >= offer.info.height => {}
+                    _ => {
+                        info!(%peer, height = offer.info.height, accounts = offer.info.accounts, "snapshot offered");
+                        best = Some(offer);
+                        settle_at.get_or_insert(Instant::now() + SETTLE);
+                    }
                 }
             }
         }
     }
 }
 
-/// Fetches every chunk not staged yet, from all peers at once.
-async fn fetch_chunks(links: &Links, offer: &SnapshotOffer) -> anyhow::Result<()> {
+/// Fetches every chunk not staged yet, from all peers at once; `false` if
+/// none arrived for [`STALL`].
+async fn fetch_chunks(links: &Links, offer: &SnapshotOffer) -> anyhow::Result<bool> {
     let info = offer.info;
     let staged: HashSet<u32> = links.store.staged_chunks()?.into_iter().collect();
     let mut missing: VecDeque<u32> = (0..info.chunks).filter(|i| !staged.contains(i)).collect();
@@ -226,8 +272,12 @@ async fn fetch_chunks(links: &Links, offer: &SnapshotOffer) -> anyhow::Result<()
     let mut peers: Vec<PeerId> = Vec::new();
     let mut peers_read: Option<Instant> = None;
     let mut last_progress = Instant::now();
+    let mut last_chunk = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     while !missing.is_empty() || !in_flight.is_empty() {
+        if last_chunk.elapsed() >= STALL {
+            return Ok(false);
+        }
         if peers_read.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
             peers = links
                 .network
@@ -289,6 +339,7 @@ async fn fetch_chunks(links: &Links, offer: &SnapshotOffer) -> anyhow::Result<()
                         links.store.stage_chunk(index, &chunk)?;
                         links.metrics.sync_chunks_received.inc();
                         have += 1;
+                        last_chunk = Instant::now();
                         continue;
                     }
                     Err(why) => {
@@ -316,7 +367,7 @@ async fn fetch_chunks(links: &Links, offer: &SnapshotOffer) -> anyhow::Result<()
         peers.retain(|p| *p != peer);
         missing.push_front(index);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Answers peers' requests with a refusal (and drops their gossip) while
