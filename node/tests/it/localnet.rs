@@ -221,6 +221,15 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
     for node in &mut nodes {
         node.kill9();
     }
+    // They come back offering a snapshot every 10 heights, for the
+    // validator that rejoins by state sync below.
+    for home in &homes {
+        let path = Home::new(home).config_file();
+        let mut config = Config::load(&path).expect("config");
+        config.sync.snapshot_interval = 10;
+        config.sync.snapshot_keep = 30;
+        std::fs::write(&path, config.documented()).expect("write config");
+    }
     for node in &mut nodes {
         node.restart();
     }
@@ -285,6 +294,46 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
         hashes(&full_client, tip).await,
         hashes(&clients[0], tip).await
     );
+
+    // A validator whose store is lost rejoins by state sync: its signing
+    // state survives `tally reset`, it installs a snapshot, block-syncs to
+    // the tip and votes again.
+    nodes[3].kill9();
+    run(&[
+        "reset",
+        "--home",
+        &homes[3].display().to_string(),
+        "--yes-delete-chain-data",
+    ]);
+    let path = Home::new(&homes[3]).config_file();
+    let mut config = Config::load(&path).expect("config");
+    config.sync.state_sync = true;
+    std::fs::write(&path, config.documented()).expect("write config");
+    nodes[3].restart();
+    let tip = height(&clients[0]).await.expect("node0");
+    wait_height(&clients[3], tip, LONG).await;
+    let log = nodes[3].log_text();
+    assert!(log.contains("state sync done"), "it did not state-sync");
+    let me = clients[3]
+        .status()
+        .await
+        .expect("status")
+        .validator
+        .expect("a validator");
+    let voted = wait_for("its precommits in a certificate", LONG, || async {
+        let at = height(&clients[0]).await?;
+        let block = clients[0].get_block_by_height(at).await.ok()??;
+        block
+            .last_commit
+            .is_some_and(|c| c.signatures.iter().any(|s| s.validator == me))
+            .then_some(at)
+    })
+    .await;
+    eprintln!("the state-synced validator signed the certificate in block {voted}");
+    wait_height(&clients[3], voted, LONG).await;
+    let ours = clients[3].get_block_by_height(voted).await.expect("read");
+    let theirs = clients[0].get_block_by_height(voted).await.expect("read");
+    assert_eq!(ours.map(|b| b.hash), theirs.map(|b| b.hash));
 }
 
 /// Every validator locks a block that is never decided (each withholds its
