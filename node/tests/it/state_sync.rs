@@ -1,6 +1,6 @@
 //! State sync against real nodes: a fresh full node installs a snapshot
 //! from two honest peers while liars offer a snapshot with a forged
-//! certificate, relabel a certified header, or serve corrupt chunks; a node
+//! certificate, relabel a certified header, serve corrupt chunks or none; a node
 //! killed during state sync resumes; a pruned node survives kills.
 
 use std::sync::Arc;
@@ -28,6 +28,9 @@ fn extra(i: u64) -> Address {
             .expect("20 bytes"),
     )
 }
+
+/// What a liar's answer says to mean "do not answer".
+const MUTE: &str = "mute";
 
 /// A peer built from the p2p crate, answering sync requests its own way.
 struct Liar {
@@ -84,6 +87,10 @@ async fn liar(
                             .unwrap_or(SyncResponse::Error("?".into()));
                         if matches!(request, SyncRequest::Snapshots | SyncRequest::Chunk { .. }) {
                             served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if matches!(&answer, SyncResponse::Error(why) if why == MUTE) {
+                            // No answer at all: the request times out.
+                            continue;
                         }
                         let _ = handle.respond(id, encode(&answer)).await;
                     }
@@ -218,6 +225,25 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         },
     )
     .await;
+    // A fourth offers the true snapshot and never answers a chunk request.
+    let mute_dir = tempfile::tempdir().expect("tempdir");
+    let muted = Arc::new(AtomicUsize::new(0));
+    let mute = {
+        let muted = muted.clone();
+        liar(
+            mute_dir.path(),
+            &genesis,
+            validator_addr.clone(),
+            move |request, _| {
+                let chunk = matches!(request, SyncRequest::Chunk { .. });
+                if chunk {
+                    muted.fetch_add(1, Ordering::Relaxed);
+                }
+                chunk.then(|| SyncResponse::Error(MUTE.into()))
+            },
+        )
+        .await
+    };
     let corrupter_dir = tempfile::tempdir().expect("tempdir");
     let corrupter = liar(
         corrupter_dir.path(),
@@ -246,6 +272,7 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
         forger.addr.clone(),
         corrupter.addr.clone(),
         relabeller.addr.clone(),
+        mute.addr.clone(),
     ];
     homes::init(
         &fresh,
@@ -358,6 +385,13 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
             "the {name} was not banned"
         );
     }
+    // The mute one was asked and left to time out: silence is no proof of
+    // malice (an overloaded honest peer looks the same), so it is rested,
+    // not banned, and its chunks went to the others.
+    println!(
+        "the mute peer let {} chunk requests time out",
+        muted.load(Ordering::Relaxed)
+    );
     let peers = fresh_rpc.peers().await.expect("peers");
     for liar in [&forger, &corrupter, &relabeller] {
         let id = liar.handle.local_peer_id().to_string();
@@ -366,7 +400,7 @@ async fn a_fresh_node_installs_a_snapshot_from_honest_peers_and_bans_the_liars()
             "{id} still connected"
         );
     }
-    for liar in [forger, corrupter, relabeller] {
+    for liar in [forger, corrupter, relabeller, mute] {
         let _ = liar.handle.shutdown().await;
     }
     for running in [fresh_running, full_running, validator_running] {
