@@ -27,6 +27,9 @@ use crate::metrics::Metrics;
 use crate::trace::TxTraces;
 use crate::{rpc, signing};
 
+/// How long shutdown waits for the ledger thread to finish its work.
+const LEDGER_STOP: Duration = Duration::from_secs(5);
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -41,6 +44,10 @@ pub struct Node {
     /// The metrics server and the store-size watch.
     metrics_tasks: Vec<JoinHandle<()>>,
     network: tally_p2p::Handle,
+    /// Joined at shutdown, so that the store is closed before the process
+    /// exits (RocksDB in use by a thread while the process tears down its
+    /// statics aborts it).
+    ledger_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn parse_addrs(what: &str, addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
@@ -230,7 +237,7 @@ impl Node {
             metrics.mempool.clone(),
             traces.clone(),
         );
-        let (ledger, ledger_task) = ledger::spawn(
+        let (ledger, ledger_task, ledger_thread) = ledger::spawn(
             store.clone(),
             chain,
             blocks_tx.clone(),
@@ -467,6 +474,7 @@ impl Node {
             tasks,
             rpc,
             network,
+            ledger_thread: Some(ledger_thread),
         })
     }
 
@@ -474,6 +482,8 @@ impl Node {
     /// (an error naming it).
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<tokio::task::AbortHandle> =
+            tasks.iter().map(|(_, task)| task.abort_handle()).collect();
         let watch = futures::future::select_all(
             tasks
                 .into_iter()
@@ -490,6 +500,11 @@ impl Node {
                 Err(e) => Err(anyhow::anyhow!("the {name} actor panicked: {e}")),
             },
         };
+        // The actors go first: with them go the last handles to the
+        // ledger, whose thread then ends.
+        for task in aborts {
+            task.abort();
+        }
         self.stop().await;
         result
     }
@@ -502,6 +517,12 @@ impl Node {
             task.abort();
         }
         let _ = self.network.shutdown().await;
+        if let Some(thread) = self.ledger_thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(LEDGER_STOP, joined).await.is_err() {
+                warn!("the ledger thread did not stop within {LEDGER_STOP:?}");
+            }
+        }
     }
 }
 

@@ -269,7 +269,11 @@ pub fn spawn(
     priority: Arc<Priority>,
     metrics: LedgerMetrics,
     traces: Arc<TxTraces>,
-) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(
+    LedgerHandle,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    std::thread::JoinHandle<()>,
+)> {
     let (tx, rx) = mpsc::channel(64);
     let last_time = match store.tip()?.height {
         0 => params.genesis_time_ms,
@@ -294,7 +298,7 @@ pub fn spawn(
         traces,
     };
     let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("ledger".into())
         .spawn(move || {
             let _ = done_tx.send(actor.run(rx));
@@ -304,7 +308,7 @@ pub fn spawn(
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the ledger thread panicked")))
     });
-    Ok((LedgerHandle { commands: tx }, join))
+    Ok((LedgerHandle { commands: tx }, join, thread))
 }
 
 struct Actor {
