@@ -19,7 +19,7 @@ use tally_rpc::jsonrpsee::server::{
 use tally_rpc::jsonrpsee::types::ErrorObjectOwned;
 use tally_rpc::{
     AccountInfo, BlockInfo, ConsensusState, NetPeerInfo, PeerInfo, Status, SubmitError,
-    SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace, ValidatorInfo, codes, error,
+    SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace, GovernanceInfo, ValidatorSetInfo, codes, error,
     parse_address, parse_hash, parse_hex,
 };
 use tower::Service;
@@ -140,8 +140,23 @@ impl TallyApiServer for Parser {
         })
     }
 
-    async fn validators(&self) -> Result<Vec<ValidatorInfo>, ErrorObjectOwned> {
-        Ok(Vec::new())
+    async fn validators(&self, height: Option<u64>) -> Result<ValidatorSetInfo, ErrorObjectOwned> {
+        Ok(ValidatorSetInfo {
+            height: height.unwrap_or(1),
+            since: 1,
+            total_power: 0,
+            validators_hash: Hash::ZERO,
+            validators: Vec::new(),
+        })
+    }
+
+    async fn governance_proposals(&self) -> Result<GovernanceInfo, ErrorObjectOwned> {
+        Ok(GovernanceInfo {
+            height: 0,
+            pending: Vec::new(),
+            finished: Vec::new(),
+            upcoming: Vec::new(),
+        })
     }
 
     async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned> {

@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use borsh::BorshSerialize;
 use serde::{Deserialize, Serialize};
 use tally_ledger::crypto::keccak256_concat;
+use tally_ledger::governance::{GovernanceParams, MAX_NAME_BYTES, MAX_TOTAL_POWER, MAX_VALIDATORS};
 use tally_ledger::tx::MAX_SIGNED_TX_BYTES;
-use tally_ledger::{Address, ExecParams, GenesisState, Hash, PublicKey, SecretKey};
+use tally_ledger::{Address, ExecParams, GenesisState, Hash, Member, PublicKey, SecretKey};
 
 /// Domain tag of the genesis hash.
 const GENESIS_DOMAIN: &[u8] = b"tally/genesis/v1";
@@ -81,8 +82,12 @@ pub enum GenesisError {
     DuplicateValidator { name: String, address: Address },
     #[error("validator {name:?} has zero voting power")]
     ZeroPower { name: String },
-    #[error("total voting power overflows u64")]
+    #[error("total voting power exceeds {MAX_TOTAL_POWER}")]
     PowerOverflow,
+    #[error("{0} validators, more than the {MAX_VALIDATORS} a set may have")]
+    TooManyValidators(usize),
+    #[error("validator name {0:?} is longer than {MAX_NAME_BYTES} bytes")]
+    NameTooLong(String),
     #[error(
         "validator {name:?}: address {address} does not match its public key, which gives {derived}"
     )]
@@ -184,6 +189,11 @@ pub struct Genesis {
     pub consensus: ConsensusParams,
     pub validators: Vec<GenesisValidator>,
     pub accounts: Vec<GenesisAccount>,
+    /// **Dev chains only.** An address whose governance proposals change the
+    /// validator set alone, without approvals and beyond the one-third
+    /// limit. Whoever holds its key controls the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance_admin: Option<Address>,
 }
 
 /// The canonical form that is hashed: validators and accounts sorted by
@@ -196,6 +206,7 @@ struct Canonical<'a> {
     consensus: &'a ConsensusParams,
     validators: Vec<(Address, [u8; 33], u64, &'a str)>,
     accounts: Vec<(Address, u128)>,
+    governance_admin: Option<Address>,
 }
 
 fn parse_time_ms(time: &str) -> Result<u64, GenesisError> {
@@ -268,6 +279,9 @@ impl Genesis {
         if self.validators.is_empty() {
             return Err(GenesisError::NoValidators);
         }
+        if self.validators.len() > MAX_VALIDATORS {
+            return Err(GenesisError::TooManyValidators(self.validators.len()));
+        }
         let mut seen = BTreeSet::new();
         let mut total_power: u64 = 0;
         for v in &self.validators {
@@ -282,6 +296,9 @@ impl Genesis {
                     name: v.name.clone(),
                 });
             }
+            if v.name.len() > MAX_NAME_BYTES {
+                return Err(GenesisError::NameTooLong(v.name.clone()));
+            }
             let derived = v.public_key.address();
             if derived != v.address {
                 return Err(GenesisError::AddressMismatch {
@@ -292,6 +309,7 @@ impl Genesis {
             }
             total_power = total_power
                 .checked_add(v.power)
+                .filter(|t| *t <= MAX_TOTAL_POWER)
                 .ok_or(GenesisError::PowerOverflow)?;
         }
         let mut funded = BTreeSet::new();
@@ -398,6 +416,7 @@ impl Genesis {
             consensus: &self.consensus,
             validators,
             accounts,
+            governance_admin: self.governance_admin,
         };
         let body = borsh::to_vec(&canonical).expect("borsh encoding into a Vec cannot fail");
         keccak256_concat(&[GENESIS_DOMAIN, &body])
@@ -412,7 +431,19 @@ impl Genesis {
                 .iter()
                 .map(|a| (a.address, a.balance))
                 .collect(),
+            validators: self.members(),
         }
+    }
+
+    /// The genesis validators as the chain records them: by address.
+    pub fn members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .validators
+            .iter()
+            .map(|v| Member::of_key(&v.name, &v.public_key, v.power))
+            .collect();
+        members.sort_by_key(|m| m.address);
+        members
     }
 
     /// The execution rules of this chain.
@@ -422,6 +453,7 @@ impl Genesis {
             min_fee: self.consensus.min_fee,
             max_block_txs: self.consensus.max_block_txs as usize,
             max_block_bytes: self.consensus.max_block_bytes as usize,
+            governance: GovernanceParams::for_genesis(self.validators.len(), self.governance_admin),
         }
     }
 
@@ -468,6 +500,8 @@ pub fn dev_genesis(chain_id: u64, validator: &SecretKey) -> Genesis {
         consensus: ConsensusParams::default(),
         validators: vec![validator_entry("dev-validator".into(), validator, 10)],
         accounts: dev_accounts(),
+        // A dev chain's one validator may grow its set alone.
+        governance_admin: Some(validator.address()),
     }
 }
 
@@ -513,6 +547,7 @@ pub fn generate_testnet(
             .map(|(i, k)| validator_entry(format!("node{i}"), k, 10))
             .collect(),
         accounts: dev_accounts(),
+        governance_admin: None,
     };
     genesis.validate()?;
     // Check before writing anything, so that a refusal leaves no half-new home.

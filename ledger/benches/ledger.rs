@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tally_ledger::{
-    Address, EthTransaction, EthTransfer, EthTxKind, ExecParams, GenesisState, Hash, Mempool,
-    MempoolConfig, Proposal, SecretKey, SignedTransaction, Store, TRANSFER_GAS, Transaction,
-    VerifiedTransaction, build_block, keccak256, merkle_root, verify_block,
+    Address, EthTransaction, EthTransfer, EthTxKind, ExecParams, GenesisState, GovernanceParams,
+    Hash, Member, Mempool, MempoolConfig, Proposal, SecretKey, SignedTransaction, Store,
+    TRANSFER_GAS, Transaction, VerifiedTransaction, build_block, keccak256, merkle_root,
+    verify_block,
 };
 
 const CHAIN_ID: u64 = 1;
@@ -18,6 +19,7 @@ fn params() -> ExecParams {
         min_fee: 1,
         max_block_txs: 100_000,
         max_block_bytes: 64 << 20,
+        governance: GovernanceParams::for_genesis(1, None),
     }
 }
 
@@ -51,6 +53,11 @@ fn genesis(keys: &[SecretKey]) -> GenesisState {
     GenesisState {
         hash: keccak256(b"bench"),
         accounts: keys.iter().map(|k| (k.address(), 1u128 << 100)).collect(),
+        validators: vec![Member::of_key(
+            "bench",
+            &SecretKey::from_seed("bench-validator").public_key(),
+            10,
+        )],
     }
 }
 
@@ -58,7 +65,6 @@ fn proposal() -> Proposal {
     Proposal {
         time: 0,
         proposer: Address([9; 20]),
-        validators_hash: Hash::ZERO,
         last_commit: None,
     }
 }

@@ -48,7 +48,12 @@ pub struct Header {
     /// Root of the account-state tree after this block's transactions.
     pub state_root: Hash,
     pub proposer: Address,
+    /// The set that signs this height ([`crate::governance::validators_hash`]).
     pub validators_hash: Hash,
+    /// The set that signs the next height: a change enacted in block `h`
+    /// signs from `h + 2`, so header `h + 1` names it before anyone votes
+    /// with it, and a node that trusts one header's set learns the next.
+    pub next_validators_hash: Hash,
     /// Hash of `Block::last_commit`, or zero when there is none (height 1).
     pub last_commit_hash: Hash,
 }

@@ -93,6 +93,8 @@ pub enum TxError {
         max_fee_per_gas: u128,
         base_fee: u128,
     },
+    #[error("governance: {0}")]
+    Governance(#[from] crate::governance::GovernanceError),
 }
 
 #[derive(Debug, Error)]
@@ -142,6 +144,10 @@ pub enum BlockError {
     WrongTxRoot { computed: Hash, got: Hash },
     #[error("state root {got}, computed {computed}")]
     WrongStateRoot { computed: Hash, got: Hash },
+    #[error(
+        "the header names other validator sets than the chain's: this height's is {expected}, the next's {expected_next}"
+    )]
+    WrongValidatorsHash { expected: Hash, expected_next: Hash },
     #[error("last commit hash {got}, computed {computed}")]
     WrongLastCommitHash { computed: Hash, got: Hash },
     #[error("block carries {count} transactions, more than the maximum of {max}")]

@@ -4,8 +4,14 @@
 //! The rules, the same for every kind of transaction: the chain id matches,
 //! the nonce equals the sender's next nonce, the fee is at least the genesis
 //! minimum (for an Ethereum transaction: its fee cap is at least the base fee,
-//! see [`crate::eth`]) and the balance covers amount plus fee. The fee goes to the block's proposer, so no block changes the total
-//! supply.
+//! see [`crate::eth`]) and the balance covers amount plus fee. The fee goes
+//! to the block's proposer, so no block changes the total supply. A
+//! governance transaction moves no funds beyond its fee and must also pass
+//! the governance rules ([`crate::governance`]); at the end of every block
+//! the governance state enacts, expires and retires what is due, and the
+//! header names the sets of its own height and the next.
+
+use crate::governance::{GovernanceState, validators_hash};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +38,8 @@ pub struct ExecutedBlock {
     pub tx_hashes: Vec<Hash>,
     pub senders: Vec<Address>,
     pub(crate) changes: Vec<(Address, Account)>,
+    /// The governance state after the block, if the block changed it.
+    pub(crate) governance: Option<GovernanceState>,
     pub(crate) tree: TreeUpdateBatch,
 }
 
@@ -39,6 +47,11 @@ impl ExecutedBlock {
     /// Every account the block changed, sorted by address.
     pub fn changed_accounts(&self) -> &[(Address, Account)] {
         &self.changes
+    }
+
+    /// The governance state after the block, if the block changed it.
+    pub fn governance(&self) -> Option<&GovernanceState> {
+        self.governance.as_ref()
     }
 }
 
@@ -48,7 +61,6 @@ impl ExecutedBlock {
 pub struct Proposal {
     pub time: u64,
     pub proposer: Address,
-    pub validators_hash: Hash,
     pub last_commit: Option<Commit>,
 }
 
@@ -56,13 +68,43 @@ pub struct Proposal {
 struct Overlay<'a, S> {
     base: &'a S,
     changed: HashMap<Address, Account>,
+    /// The committed governance state, and the block's copy once a
+    /// governance transaction or the end of the block changes it.
+    base_governance: Arc<GovernanceState>,
+    governance: Option<GovernanceState>,
+    height: u64,
 }
 
 impl<'a, S: StateReader> Overlay<'a, S> {
-    fn new(base: &'a S) -> Self {
-        Overlay {
+    fn new(base: &'a S, height: u64) -> Result<Self, StoreError> {
+        Ok(Overlay {
             base,
             changed: HashMap::new(),
+            base_governance: base.governance()?,
+            governance: None,
+            height,
+        })
+    }
+
+    /// The hashes of the sets of this height and the next, as the header
+    /// names them.
+    fn validators_hashes(&self) -> (Hash, Hash) {
+        let g = &self.base_governance;
+        (
+            validators_hash(g.members_at(self.height)),
+            validators_hash(g.members_at(self.height + 1)),
+        )
+    }
+
+    /// Ends the block: the governance state's end-of-block step.
+    fn end_block(&mut self, params: &ExecParams) {
+        let touched = self.governance.is_some();
+        let mut state = self
+            .governance
+            .take()
+            .unwrap_or_else(|| (*self.base_governance).clone());
+        if state.end_block(&params.governance, self.height) || touched {
+            self.governance = Some(state);
         }
     }
 
@@ -122,13 +164,26 @@ impl<'a, S: StateReader> Overlay<'a, S> {
                 needed: cost,
             }));
         }
+        let governance = signed.as_governance();
+        if let Some(gov) = governance {
+            let state = self.governance.as_ref().unwrap_or(&self.base_governance);
+            if let Err(e) = state.check(
+                &params.governance,
+                Some(self.height),
+                sender,
+                &gov.tx.action,
+            ) {
+                return Ok(Err(TxError::Governance(e)));
+            }
+        }
         from.balance -= cost;
         from.nonce += 1;
-        // Stage the debit and both credits, then apply all three or none.
-        // Credits read through the staged values, so that transfers to
-        // oneself or to the proposer add up.
+        // Stage the debit and the credits, then apply all or none. Credits
+        // read through the staged values, so that transfers to oneself or
+        // to the proposer add up.
         let mut staged = vec![(sender, from)];
-        for (address, credit) in [(signed.to(), signed.amount()), (*proposer, fee)] {
+        let recipient = signed.to().map(|to| (to, signed.amount()));
+        for (address, credit) in recipient.into_iter().chain([(*proposer, fee)]) {
             let current = match staged.iter().find(|(a, _)| *a == address) {
                 Some((_, account)) => *account,
                 None => self.get(&address)?,
@@ -144,6 +199,14 @@ impl<'a, S: StateReader> Overlay<'a, S> {
                 None => staged.push((address, updated)),
             }
         }
+        if let Some(gov) = governance {
+            let base = &self.base_governance;
+            let state = self.governance.get_or_insert_with(|| (**base).clone());
+            // Checked above, against this same state.
+            if let Err(e) = state.apply(&params.governance, self.height, sender, &gov.tx.action) {
+                return Ok(Err(TxError::Governance(e)));
+            }
+        }
         self.changed.extend(staged);
         Ok(Ok(Receipt {
             status: TxStatus::Success,
@@ -151,10 +214,10 @@ impl<'a, S: StateReader> Overlay<'a, S> {
         }))
     }
 
-    fn into_changes(self) -> Vec<(Address, Account)> {
+    fn into_changes(self) -> (Vec<(Address, Account)>, Option<GovernanceState>) {
         let mut changes: Vec<_> = self.changed.into_iter().collect();
         changes.sort_unstable_by_key(|(address, _)| *address);
-        changes
+        (changes, self.governance)
     }
 }
 
@@ -169,7 +232,8 @@ pub fn build_block<'a>(
     candidates: impl IntoIterator<Item = &'a VerifiedTransaction>,
 ) -> Result<(ExecutedBlock, Vec<(Hash, TxError)>), StoreError> {
     let tip = store.tip()?;
-    let mut overlay = Overlay::new(store);
+    let height = tip.height + 1;
+    let mut overlay = Overlay::new(store, height)?;
     let mut included: Vec<&VerifiedTransaction> = Vec::new();
     let mut receipts = Vec::new();
     let mut skipped = Vec::new();
@@ -190,9 +254,10 @@ pub fn build_block<'a>(
             Err(error) => skipped.push((tx.hash(), error)),
         }
     }
-    let height = tip.height + 1;
-    let changes = overlay.into_changes();
-    let (state_root, tree) = store.state_update(&changes, height)?;
+    overlay.end_block(params);
+    let (validators_hash, next_validators_hash) = overlay.validators_hashes();
+    let (changes, governance) = overlay.into_changes();
+    let (state_root, tree) = store.state_update(&changes, governance.as_ref(), height)?;
     let tx_hashes: Vec<Hash> = included.iter().map(|tx| tx.hash()).collect();
     let header = Header {
         chain_id: params.chain_id,
@@ -202,7 +267,8 @@ pub fn build_block<'a>(
         tx_root: merkle_root(&tx_hashes),
         state_root,
         proposer: proposal.proposer,
-        validators_hash: proposal.validators_hash,
+        validators_hash,
+        next_validators_hash,
         last_commit_hash: last_commit_hash(proposal.last_commit.as_ref()),
     };
     let block = Block {
@@ -218,6 +284,7 @@ pub fn build_block<'a>(
             tx_hashes,
             senders,
             changes,
+            governance,
             tree,
         },
         skipped,
@@ -274,7 +341,16 @@ pub fn verify_block(
         });
     }
 
-    let mut overlay = Overlay::new(store);
+    let mut overlay = Overlay::new(store, header.height)?;
+    let (validators_hash, next_validators_hash) = overlay.validators_hashes();
+    if (header.validators_hash, header.next_validators_hash)
+        != (validators_hash, next_validators_hash)
+    {
+        return Err(BlockError::WrongValidatorsHash {
+            expected: validators_hash,
+            expected_next: next_validators_hash,
+        });
+    }
     let mut receipts = Vec::with_capacity(block.txs.len());
     let mut tx_hashes = Vec::with_capacity(block.txs.len());
     let mut senders = Vec::with_capacity(block.txs.len());
@@ -303,8 +379,9 @@ pub fn verify_block(
             got: header.tx_root,
         });
     }
-    let changes = overlay.into_changes();
-    let (state_root, tree) = store.state_update(&changes, header.height)?;
+    overlay.end_block(params);
+    let (changes, governance) = overlay.into_changes();
+    let (state_root, tree) = store.state_update(&changes, governance.as_ref(), header.height)?;
     if header.state_root != state_root {
         return Err(BlockError::WrongStateRoot {
             computed: state_root,
@@ -317,6 +394,7 @@ pub fn verify_block(
         tx_hashes,
         senders,
         changes,
+        governance,
         tree,
     })
 }

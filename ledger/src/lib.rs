@@ -5,6 +5,7 @@
 //!   signatures, key files.
 //! - [`tx`]: transfers of every kind, their sign bytes and a bounded decoder.
 //! - [`eth`]: signed Ethereum transactions carrying a value transfer.
+//! - [`governance`]: validator-set changes proposed and approved on chain.
 //! - [`block`]: headers, blocks, commit certificates, the transaction Merkle root.
 //! - [`params`]: the chain-wide rules and initial state genesis gives.
 //! - [`execution`]: building and verifying blocks against the state
@@ -24,6 +25,7 @@ pub mod error;
 pub mod eth;
 #[cfg(feature = "store")]
 pub mod execution;
+pub mod governance;
 pub mod journal;
 pub mod mempool;
 pub mod params;
@@ -42,6 +44,10 @@ pub use eth::{
 };
 #[cfg(feature = "store")]
 pub use execution::{ExecutedBlock, Proposal, build_block, verify_block};
+pub use governance::{
+    GovernanceAction, GovernanceParams, GovernanceState, GovernanceTx, Member, SetChange,
+    SignedGovernanceTx,
+};
 pub use journal::{Journal, Replay};
 pub use mempool::{AddError, DropReason, Mempool, MempoolConfig, PoolEvents, PoolStats};
 pub use params::{ExecParams, GenesisState};

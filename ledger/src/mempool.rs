@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use crate::crypto::{Address, Hash};
 use crate::error::{MempoolError, StoreError, TxError};
+use crate::governance::GovernanceParams;
 use crate::state::{Account, StateReader};
 use crate::tx::VerifiedTransaction;
 
@@ -225,6 +226,8 @@ pub struct Mempool {
     config: MempoolConfig,
     chain_id: u64,
     min_fee: u128,
+    /// Governance transactions are checked against these rules on entry.
+    governance: GovernanceParams,
     txs: HashMap<Hash, PoolTx>,
     senders: HashMap<Address, SenderQueue>,
     /// Every sender's last transaction, in eviction order.
@@ -241,6 +244,7 @@ impl Mempool {
             config,
             chain_id,
             min_fee,
+            governance: GovernanceParams::for_genesis(1, None),
             txs: HashMap::new(),
             senders: HashMap::new(),
             tails: BTreeSet::new(),
@@ -249,6 +253,13 @@ impl Mempool {
             next_seq: 0,
             events: PoolEvents::default(),
         }
+    }
+
+    /// The chain's governance rules, for the entry check of governance
+    /// transactions (by default: no admin, so only validators pass it).
+    pub fn with_governance(mut self, params: GovernanceParams) -> Mempool {
+        self.governance = params;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -344,6 +355,15 @@ impl Mempool {
                 max_gap: self.config.max_nonce_gap,
             }
             .into());
+        }
+        if let Some(gov) = signed.as_governance() {
+            // Against the committed state: one bound to fail (a stranger's,
+            // a duplicate approval, a change past the limits) is refused
+            // here rather than taking block space.
+            state
+                .governance()?
+                .check(&self.governance, None, sender, &gov.tx.action)
+                .map_err(TxError::Governance)?;
         }
         // The state may be ahead of the last update (a block committed
         // since): settle this sender against it first.

@@ -2,6 +2,7 @@
 //! initial state. Plain data, so crates that only read genesis need no store.
 
 use crate::crypto::{Address, Hash};
+use crate::governance::{GovernanceParams, Member};
 
 /// The chain-wide rules execution needs (from genesis).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,12 +11,14 @@ pub struct ExecParams {
     pub min_fee: u128,
     pub max_block_txs: usize,
     pub max_block_bytes: usize,
+    pub governance: GovernanceParams,
 }
 
 /// What the store needs of the genesis: its hash (to refuse a database of
-/// another chain) and the initial balances.
+/// another chain), the initial balances and the first validator set.
 #[derive(Clone, Debug)]
 pub struct GenesisState {
     pub hash: Hash,
     pub accounts: Vec<(Address, u128)>,
+    pub validators: Vec<Member>,
 }

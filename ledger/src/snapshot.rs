@@ -27,6 +27,7 @@ use sha3::{Digest, Keccak256};
 
 use crate::block::{Commit, Header};
 use crate::crypto::{Address, Hash};
+use crate::governance::{GovernanceState, governance_key};
 use crate::state::{Account, ProofLeaf, TreeHasher, account_key};
 
 /// Most chunks a snapshot is cut into.
@@ -137,11 +138,13 @@ fn internal_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// One chunk of a snapshot: its accounts in key order and the siblings of
-/// its subtree, from the root down (`siblings[j]` at depth `j`).
+/// One chunk of a snapshot: its accounts in key order, the governance state
+/// if its key falls in this chunk, and the siblings of its subtree, from the
+/// root down (`siblings[j]` at depth `j`).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct StateChunk {
     pub accounts: Vec<(Address, Account)>,
+    pub governance: Option<GovernanceState>,
     pub siblings: Vec<ProofNode>,
 }
 
@@ -232,6 +235,9 @@ fn subtree(leaves: &[([u8; 32], [u8; 32])], depth: usize) -> Subtree {
 pub struct VerifiedChunk {
     /// The accounts with their tree keys, in key order.
     pub accounts: Vec<(KeyHash, Address, Account)>,
+    pub governance: Option<GovernanceState>,
+    /// Every leaf's key and value, in key order (what the tree holds).
+    pub leaves: Vec<(KeyHash, Vec<u8>)>,
     /// The right siblings of the last account's leaf, bottom first: what
     /// jmt's restore needs to check the tree built so far.
     right_siblings: Vec<ProofNode>,
@@ -294,10 +300,25 @@ pub fn verify_chunk(
         }
         accounts.push((key, *address, *account));
     }
-    let leaves: Vec<([u8; 32], [u8; 32])> = accounts
+    let mut values: Vec<(KeyHash, Vec<u8>)> = accounts
         .iter()
-        .map(|(key, _, account)| {
-            let value_hash = ValueHash::with::<TreeHasher>(account.encode());
+        .map(|(key, _, account)| (*key, account.encode()))
+        .collect();
+    if let Some(governance) = &chunk.governance {
+        governance
+            .check_shape()
+            .map_err(|e| format!("the governance state is malformed: {e}"))?;
+        let key = governance_key();
+        if key_prefix(&key.0, k) != index {
+            return Err("the governance state belongs to another chunk".into());
+        }
+        let at = values.partition_point(|(k, _)| k.0 < key.0);
+        values.insert(at, (KeyHash(key.0), governance.encode()));
+    }
+    let leaves: Vec<([u8; 32], [u8; 32])> = values
+        .iter()
+        .map(|(key, value)| {
+            let value_hash = ValueHash::with::<TreeHasher>(value);
             (key.0, LeafNode::new(*key, value_hash).hash::<TreeHasher>())
         })
         .collect();
@@ -316,12 +337,14 @@ pub fn verify_chunk(
             snapshot.state_root
         ));
     }
-    let right_siblings = match accounts.as_slice() {
+    let right_siblings = match leaves.as_slice() {
         [] => Vec::new(),
-        [.., last] => right_siblings(&chunk.siblings, k, &leaves, last.0.0),
+        [.., last] => right_siblings(&chunk.siblings, k, &leaves, last.0),
     };
     Ok(VerifiedChunk {
         accounts,
+        governance: chunk.governance.clone(),
+        leaves: values,
         right_siblings,
     })
 }

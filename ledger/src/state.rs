@@ -51,6 +51,9 @@ impl Account {
 pub trait StateReader {
     /// The account at `address`; a never-seen address is the zero account.
     fn account(&self, address: &Address) -> Result<Account, StoreError>;
+
+    /// The governance state (validator sets and proposals).
+    fn governance(&self) -> Result<std::sync::Arc<crate::governance::GovernanceState>, StoreError>;
 }
 
 /// The key of an account in the state tree.

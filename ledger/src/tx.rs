@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Address, Hash, SecretKey, Signature, keccak256, keccak256_concat};
 use crate::error::TxError;
 use crate::eth::{EthTransaction, MAX_ETH_TX_BYTES, TRANSFER_GAS, base_fee_per_gas};
+use crate::governance::{GovernanceAction, MAX_NAME_BYTES, SetChange, SignedGovernanceTx};
 
 /// Longest memo a transaction may carry, in bytes.
 pub const MAX_MEMO_BYTES: usize = 256;
@@ -60,13 +61,15 @@ pub struct NativeTransaction {
 /// Every kind of signed transaction, in the form blocks, gossip, the journal
 /// and the RPC carry it. The encoding is versioned by its first byte (the
 /// borsh variant tag): 0 is a native transfer, 1 an Ethereum envelope (as
-/// its raw EIP-2718 bytes, length-prefixed). New kinds get new tags, so every
+/// its raw EIP-2718 bytes, length-prefixed), 2 a validator-set governance
+/// transaction ([`crate::governance`]). New kinds get new tags, so every
 /// kind already committed keeps decoding.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SignedTransaction {
     Native(NativeTransaction),
     Ethereum(EthTransaction),
+    Governance(SignedGovernanceTx),
 }
 
 impl From<EthTransaction> for SignedTransaction {
@@ -118,6 +121,19 @@ impl SignedTransaction {
                     });
                 }
             }
+            SignedTransaction::Governance(gov) => {
+                if let GovernanceAction::Propose {
+                    change: SetChange::Add { member },
+                    ..
+                } = &gov.tx.action
+                {
+                    if member.name.len() > MAX_NAME_BYTES {
+                        return Err(TxError::Governance(
+                            crate::governance::GovernanceError::NameTooLong(member.name.len()),
+                        ));
+                    }
+                }
+            }
             SignedTransaction::Ethereum(eth) => {
                 let t = eth.transfer();
                 if t.gas_limit < TRANSFER_GAS {
@@ -142,7 +158,9 @@ impl SignedTransaction {
     /// envelope for an Ethereum one (the hash every wallet computes).
     pub fn hash(&self) -> Hash {
         match self {
-            SignedTransaction::Native(_) => keccak256(&self.encode()),
+            SignedTransaction::Native(_) | SignedTransaction::Governance(_) => {
+                keccak256(&self.encode())
+            }
             SignedTransaction::Ethereum(eth) => eth.hash(),
         }
     }
@@ -151,6 +169,7 @@ impl SignedTransaction {
         match self {
             SignedTransaction::Native(n) => n.tx.chain_id,
             SignedTransaction::Ethereum(e) => e.transfer().chain_id,
+            SignedTransaction::Governance(g) => g.tx.chain_id,
         }
     }
 
@@ -158,20 +177,25 @@ impl SignedTransaction {
         match self {
             SignedTransaction::Native(n) => n.tx.nonce,
             SignedTransaction::Ethereum(e) => e.transfer().nonce,
+            SignedTransaction::Governance(g) => g.tx.nonce,
         }
     }
 
-    pub fn to(&self) -> Address {
+    /// The recipient of a transfer; none for a governance transaction.
+    pub fn to(&self) -> Option<Address> {
         match self {
-            SignedTransaction::Native(n) => n.tx.to,
-            SignedTransaction::Ethereum(e) => e.transfer().to,
+            SignedTransaction::Native(n) => Some(n.tx.to),
+            SignedTransaction::Ethereum(e) => Some(e.transfer().to),
+            SignedTransaction::Governance(_) => None,
         }
     }
 
+    /// The amount transferred (zero for a governance transaction).
     pub fn amount(&self) -> u128 {
         match self {
             SignedTransaction::Native(n) => n.tx.amount,
             SignedTransaction::Ethereum(e) => e.transfer().value,
+            SignedTransaction::Governance(_) => 0,
         }
     }
 
@@ -181,14 +205,21 @@ impl SignedTransaction {
     /// base fee derived from `min_fee` ([`base_fee_per_gas`]).
     pub fn fee(&self, min_fee: u128) -> Result<u128, TxError> {
         match self {
-            SignedTransaction::Native(n) => {
-                if n.tx.fee < min_fee {
+            SignedTransaction::Native(NativeTransaction {
+                tx: Transaction { fee, .. },
+                ..
+            })
+            | SignedTransaction::Governance(SignedGovernanceTx {
+                tx: crate::governance::GovernanceTx { fee, .. },
+                ..
+            }) => {
+                if *fee < min_fee {
                     return Err(TxError::FeeTooLow {
                         min: min_fee,
-                        got: n.tx.fee,
+                        got: *fee,
                     });
                 }
-                Ok(n.tx.fee)
+                Ok(*fee)
             }
             SignedTransaction::Ethereum(e) => {
                 let t = e.transfer();
@@ -219,14 +250,21 @@ impl SignedTransaction {
     pub fn as_native(&self) -> Option<&NativeTransaction> {
         match self {
             SignedTransaction::Native(n) => Some(n),
-            SignedTransaction::Ethereum(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn as_governance(&self) -> Option<&SignedGovernanceTx> {
+        match self {
+            SignedTransaction::Governance(g) => Some(g),
+            _ => None,
         }
     }
 
     pub fn as_ethereum(&self) -> Option<&EthTransaction> {
         match self {
-            SignedTransaction::Native(_) => None,
             SignedTransaction::Ethereum(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -234,15 +272,19 @@ impl SignedTransaction {
     /// stages need, so the signature is checked exactly once per node.
     pub fn verify(self) -> Result<VerifiedTransaction, TxError> {
         self.check_static()?;
+        // A Tally-signed kind: its id and size are of the whole encoding.
+        let signed_by = |signature: &Signature, prehash: Hash| {
+            let encoded = self.encode();
+            let sender = signature
+                .recover_address(&prehash)
+                .map_err(TxError::BadSignature)?;
+            Ok::<_, TxError>((keccak256(&encoded), encoded.len(), sender))
+        };
         let (hash, encoded_len, sender) = match &self {
             SignedTransaction::Native(native) => {
-                let encoded = self.encode();
-                let sender = native
-                    .signature
-                    .recover_address(&native.tx.sign_hash())
-                    .map_err(TxError::BadSignature)?;
-                (keccak256(&encoded), encoded.len(), sender)
+                signed_by(&native.signature, native.tx.sign_hash())?
             }
+            SignedTransaction::Governance(gov) => signed_by(&gov.signature, gov.tx.sign_hash())?,
             SignedTransaction::Ethereum(eth) => {
                 let sender = eth.recover_sender().map_err(TxError::BadSignature)?;
                 (eth.hash(), eth.raw().len() + 5, sender)

@@ -8,7 +8,8 @@ use tally_consensus::{
     ValidatorSetError,
 };
 use tally_genesis::Genesis;
-use tally_ledger::{Address, Commit, CommitSig, Hash, SecretKey, Signature, keccak256};
+use tally_ledger::store::Store;
+use tally_ledger::{Address, Commit, CommitSig, Hash, Member, SecretKey, Signature, keccak256};
 
 /// secp256k1 with keccak256 prehashing, the scheme of every Tally signature.
 #[derive(Clone, Copy, Debug, Default)]
@@ -53,18 +54,24 @@ impl tally_consensus::Signer<Secp256k1> for ValidatorSigner {
 pub type Consensus = tally_consensus::Consensus<Secp256k1, Hash>;
 pub type Certificate = CommitCertificate<Address, Hash, Signature>;
 
-/// The genesis validator set.
-pub fn validator_set(genesis: &Genesis) -> Result<ValidatorSet<Address>, ValidatorSetError> {
+/// The consensus machine's view of a validator set the ledger records:
+/// addresses and powers, every priority zero (a set's proposer rotation
+/// starts afresh at its first height).
+pub fn consensus_set(members: &[Member]) -> Result<ValidatorSet<Address>, ValidatorSetError> {
     ValidatorSet::new(
-        genesis
-            .validators
+        members
             .iter()
-            .map(|v| Validator {
-                address: v.address,
-                power: v.power,
+            .map(|m| Validator {
+                address: m.address,
+                power: m.power,
             })
             .collect(),
     )
+}
+
+/// The genesis validator set.
+pub fn validator_set(genesis: &Genesis) -> Result<ValidatorSet<Address>, ValidatorSetError> {
+    consensus_set(&genesis.members())
 }
 
 /// Consensus configuration from the genesis parameters: each step's timeout
@@ -114,21 +121,19 @@ pub fn commit_to_certificate(commit: &Commit) -> Certificate {
     }
 }
 
-/// The validator set of `height`: the genesis set with its proposer rotation
-/// advanced once per height before it, so the proposer of round 0 rotates.
-pub fn validator_set_at(genesis_set: &ValidatorSet<Address>, height: u64) -> ValidatorSet<Address> {
-    let mut set = genesis_set.clone();
-    set.advance(height.saturating_sub(1));
-    set
-}
-
-/// The hash every block header commits to: keccak256 of the borsh encoding
-/// of the (address, power) list in set order.
-pub fn validators_hash(set: &ValidatorSet<Address>) -> Hash {
-    let members: Vec<(Address, u64)> = set
-        .validators()
-        .iter()
-        .map(|v| (v.address, v.power))
-        .collect();
-    keccak256(&borsh::to_vec(&members).expect("borsh encoding into a Vec cannot fail"))
+/// The validator set of `height` as the store records it, with its
+/// proposer rotation advanced once per height since the set took over (so
+/// the proposer of round 0 rotates), and that first height; `None` when the
+/// store cannot know it yet (more than two heights above its tip) or no
+/// longer holds it.
+pub fn validator_set_at(
+    store: &Store,
+    height: u64,
+) -> anyhow::Result<Option<(ValidatorSet<Address>, u64)>> {
+    let Some(at) = store.validator_set_at(height)? else {
+        return Ok(None);
+    };
+    let mut set = consensus_set(&at.members)?;
+    set.advance(height - at.start);
+    Ok(Some((set, at.start)))
 }

@@ -341,6 +341,25 @@ enum TxCommand {
         #[command(flatten)]
         rpc: RpcArg,
     },
+    /// Propose or approve a change of the validator set (validators only).
+    Validator {
+        #[command(subcommand)]
+        command: tally_node::cli::validator::ValidatorCommand,
+        /// The validator's key file.
+        #[arg(long, global = true)]
+        key: Option<PathBuf>,
+        #[arg(long, global = true, default_value_t = 1)]
+        fee: u128,
+        /// Default: the account's next nonce.
+        #[arg(long, global = true)]
+        nonce: Option<u64>,
+        /// Wait until the transaction is committed.
+        #[arg(long, global = true)]
+        wait: bool,
+        /// The node's JSON-RPC URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +394,19 @@ enum QueryCommand {
         rpc: RpcArg,
     },
     Status {
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// The validator set of a height (default: the next to decide).
+    Validators {
+        #[arg(long)]
+        height: Option<u64>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// Validator-set proposals: pending with their approvals, and the latest
+    /// enacted, expired or failed.
+    Proposals {
         #[command(flatten)]
         rpc: RpcArg,
     },
@@ -670,6 +702,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", client.send_raw_transaction(raw).await?);
             }
         }
+        Command::Tx(TxCommand::Validator {
+            command,
+            key,
+            fee,
+            nonce,
+            wait,
+            rpc,
+        }) => {
+            let path = key.context("--key FILE: the validator's key signs the transaction")?;
+            let key = SecretKey::load(&path)?;
+            let client = RpcArg { rpc }.client()?;
+            let tx =
+                tally_node::cli::validator::transaction(&client, &key, command, fee, nonce).await?;
+            let raw = hex::encode(tx.encode());
+            if wait {
+                print_json(&client.send_transaction_and_wait(raw, None).await?)?;
+            } else {
+                println!("{}", client.send_raw_transaction(raw).await?);
+            }
+        }
         Command::Query(query) => match query {
             QueryCommand::Account {
                 address,
@@ -719,6 +771,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print_json(&rpc.client()?.get_transaction(hash).await?)?
             }
             QueryCommand::Status { rpc } => print_json(&rpc.client()?.status().await?)?,
+            QueryCommand::Validators { height, rpc } => {
+                print_json(&rpc.client()?.validators(height).await?)?
+            }
+            QueryCommand::Proposals { rpc } => {
+                print_json(&rpc.client()?.governance_proposals().await?)?
+            }
             QueryCommand::Trace { hash, rpcs } => {
                 print!("{}", tally_node::cli::trace::timeline(&hash, &rpcs).await?);
             }

@@ -19,9 +19,7 @@ use tracing::{info, warn};
 use crate::actors::ledger::ChainParams;
 use crate::actors::priority::Priority;
 use crate::actors::{consensus, ledger, mempool, network, sync};
-use crate::chain::{
-    Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set, validators_hash,
-};
+use crate::chain::{Consensus, Secp256k1, ValidatorSigner, consensus_config, validator_set};
 use crate::config::{Config, Home};
 use crate::metrics::Metrics;
 use crate::trace::TxTraces;
@@ -92,7 +90,10 @@ impl Node {
         let genesis = Genesis::load(&home.genesis_file())
             .with_context(|| format!("loading the genesis of {}", home.root.display()))?;
         let genesis_hash = genesis.hash();
-        let genesis_set = validator_set(&genesis).context("genesis validator set")?;
+        validator_set(&genesis).context("genesis validator set")?;
+        if let Some(admin) = genesis.governance_admin {
+            warn!(%admin, "genesis names a governance admin: that key alone can change the validator set (dev chains only, never in production)");
+        }
 
         let key = match config.node.validator_key.as_str() {
             "" => None,
@@ -107,11 +108,6 @@ impl Node {
             }
         };
         let validator = key.as_ref().map(SecretKey::address);
-        if let Some(address) = validator {
-            if !genesis_set.contains(&address) {
-                warn!(%address, "this key is not in the validator set: following the chain without voting");
-            }
-        }
 
         std::fs::create_dir_all(home.data_dir())
             .with_context(|| format!("creating {}", home.data_dir().display()))?;
@@ -121,6 +117,14 @@ impl Node {
         );
         let tip = store.tip()?;
         info!(height = tip.height, hash = %tip.hash, chain = genesis.chain_name, "store open");
+        if let Some(address) = validator {
+            let in_set = store
+                .validator_set_at(tip.height + 1)?
+                .is_some_and(|set| set.members.iter().any(|m| m.address == address));
+            if !in_set {
+                warn!(%address, next_height = tip.height + 1, "this key is not in the validator set: following the chain as a full node, and signing from the height a change adds it");
+            }
+        }
         if config.storage.retain_blocks > 0 {
             store.enable_pruning();
         }
@@ -170,8 +174,6 @@ impl Node {
 
         let chain = ChainParams {
             exec: genesis.exec_params(),
-            validators_hash: validators_hash(&genesis_set),
-            validators: genesis_set.clone(),
             genesis_time_ms: genesis.genesis_time_ms(),
         };
         let sync_chain = Arc::new(chain.clone());
@@ -229,6 +231,7 @@ impl Node {
             config.mempool.journal.then(|| home.mempool_journal_file()),
             genesis.chain_id,
             params.min_fee,
+            genesis.exec_params().governance,
             store.clone(),
             network.clone(),
             committed_rx,
@@ -254,7 +257,9 @@ impl Node {
         let restored = match &signing_path {
             Some(path) => match signing::load(path)? {
                 Some(state) => Some(state),
-                None if tip.height > 0 && validator.is_some_and(|v| genesis_set.contains(&v)) => {
+                None if tip.height > 0
+                    && validator.is_some_and(|v| ever_a_validator(&store, &v)) =>
+                {
                     Some(lost_signing_state(path, tip.height, options)?)
                 }
                 None if tip.height == 0 => {
@@ -305,7 +310,6 @@ impl Node {
             consensus::Settings {
                 withhold_precommits,
                 chain_id: genesis.chain_id,
-                genesis_set,
                 block_interval: Duration::from_millis(params.block_interval_ms),
                 max_block_txs: params.max_block_txs as usize,
                 max_block_bytes: params.max_block_bytes as usize,
@@ -317,6 +321,7 @@ impl Node {
             consensus::Parts {
                 machine,
                 me: validator,
+                store: store.clone(),
                 network: network.clone(),
                 ledger: ledger.clone(),
                 mempool: mempool.clone(),
@@ -330,7 +335,7 @@ impl Node {
                 peers: peer_view.clone(),
                 queries: queries_rx,
             },
-        );
+        )?;
 
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let server_task = sync::spawn_server(
@@ -386,15 +391,6 @@ impl Node {
                 chain_name: genesis.chain_name.clone(),
                 genesis_hash,
                 genesis_time_ms: genesis.genesis_time_ms(),
-                validators: genesis
-                    .validators
-                    .iter()
-                    .map(|v| tally_rpc::ValidatorInfo {
-                        name: v.name.clone(),
-                        address: v.address,
-                        power: v.power,
-                    })
-                    .collect(),
                 validator,
                 p2p_addrs: p2p_addrs.iter().map(ToString::to_string).collect(),
                 recovery: rpc::Recovery::new(metrics.mempool.recovery_queue.clone()),
@@ -524,6 +520,15 @@ impl Node {
             }
         }
     }
+}
+
+/// Whether `address` was in any validator set this store knows: then a
+/// missing signing state means a lost file, not a node that never signed.
+fn ever_a_validator(store: &Store, address: &Address) -> bool {
+    store
+        .validator_sets()
+        .iter()
+        .any(|set| set.members.iter().any(|m| m.address == *address))
 }
 
 /// A validator with blocks in its store but no signing state may have signed

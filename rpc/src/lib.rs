@@ -59,6 +59,10 @@ pub mod codes {
     /// The node does not hold what was asked for at that height (it
     /// state-synced from a later snapshot, or pruned it).
     pub const NOT_HELD: i32 = 1012;
+    /// A governance transaction the validator-set rules refuse (not a
+    /// validator, unknown or finished proposal, a duplicate approval, a
+    /// change that would break the set's limits); the message says which.
+    pub const GOVERNANCE: i32 = 1013;
 }
 
 /// An error with one of the [`codes`].
@@ -222,6 +226,34 @@ pub struct ValidatorInfo {
     pub name: String,
     pub address: Address,
     pub power: u64,
+    /// Compressed SEC1, `0x` hex.
+    pub public_key: String,
+}
+
+/// The validator set of a height.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorSetInfo {
+    pub height: u64,
+    /// The first height this set signs (1 for the genesis set).
+    pub since: u64,
+    pub total_power: u64,
+    /// What headers of this height name as `validators_hash`.
+    pub validators_hash: Hash,
+    /// By address.
+    pub validators: Vec<ValidatorInfo>,
+}
+
+/// The governance state after the latest block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceInfo {
+    /// The latest committed height.
+    pub height: u64,
+    /// Proposals waiting for approvals, by id.
+    pub pending: Vec<tally_ledger::governance::Proposal>,
+    /// The latest enacted, expired or failed ones, oldest first.
+    pub finished: Vec<tally_ledger::governance::Proposal>,
+    /// Sets already enacted that sign from a later height.
+    pub upcoming: Vec<ValidatorSetInfo>,
 }
 
 /// A connected peer.
@@ -409,8 +441,15 @@ pub trait TallyApi {
     #[method(name = "status")]
     async fn status(&self) -> Result<Status, ErrorObjectOwned>;
 
+    /// The validator set of `height` (default: the next height to decide;
+    /// known up to two heights above the latest block).
     #[method(name = "validators")]
-    async fn validators(&self) -> Result<Vec<ValidatorInfo>, ErrorObjectOwned>;
+    async fn validators(&self, height: Option<u64>) -> Result<ValidatorSetInfo, ErrorObjectOwned>;
+
+    /// Validator-set proposals: pending (with approvals), and the latest
+    /// enacted, expired or failed.
+    #[method(name = "governanceProposals")]
+    async fn governance_proposals(&self) -> Result<GovernanceInfo, ErrorObjectOwned>;
 
     #[method(name = "peers")]
     async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned>;

@@ -164,6 +164,51 @@ fn hash_ignores_formatting_and_listing_order_but_not_content() {
     let mut changed = g.clone();
     changed.chain_id += 1;
     assert_ne!(changed.hash(), g.hash());
+    // The governance admin is part of what every node must agree on.
+    let mut changed = g.clone();
+    changed.governance_admin = None;
+    assert_ne!(changed.hash(), g.hash());
+}
+
+#[test]
+fn validator_sets_are_bounded_as_governance_bounds_them() {
+    use tally_ledger::governance::{MAX_TOTAL_POWER, MAX_VALIDATORS};
+    let entry = |i: usize, power: u64| {
+        let k = SecretKey::from_seed(&format!("many-{i}"));
+        tally_genesis::GenesisValidator {
+            name: format!("v{i}"),
+            address: k.address(),
+            public_key: k.public_key(),
+            power,
+        }
+    };
+    let mut g = sample();
+    g.validators = (0..=MAX_VALIDATORS).map(|i| entry(i, 1)).collect();
+    assert!(matches!(
+        g.validate(),
+        Err(GenesisError::TooManyValidators(n)) if n == MAX_VALIDATORS + 1
+    ));
+    g.validators.pop();
+    g.validate().expect("the most a set may have");
+
+    let mut g = sample();
+    g.validators[0].name = "x".repeat(65);
+    assert!(matches!(g.validate(), Err(GenesisError::NameTooLong(_))));
+
+    let mut g = sample();
+    g.validators = vec![entry(0, MAX_TOTAL_POWER), entry(1, 1)];
+    assert!(matches!(g.validate(), Err(GenesisError::PowerOverflow)));
+
+    // A dev chain's one validator is its governance admin; a generated
+    // testnet has none, and its members are what genesis lists.
+    assert_eq!(
+        sample().governance_admin,
+        Some(sample().validators[0].address)
+    );
+    let members = sample().members();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].address, sample().validators[0].address);
+    assert_eq!(sample().exec_params().governance.min_validators, 1);
 }
 
 #[test]

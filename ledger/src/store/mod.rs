@@ -5,12 +5,17 @@
 //! block, its receipts, its indexes, every changed account and the new
 //! state-tree nodes in one atomic, fsync'd `WriteBatch`: after a crash the
 //! store holds either all of a block or none of it.
+//!
+//! The validator sets of the chain's history are kept by start height (one
+//! entry per change, read in O(log n)), on disk and in memory.
 
 mod prune;
 pub use prune::Pruned;
 mod snapshot;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::{LeafNode, NibblePath, Node, NodeBatch, NodeKey, TreeReader, TreeUpdateBatch};
@@ -24,6 +29,7 @@ use crate::block::{Block, Commit, Header};
 use crate::crypto::{Address, Hash};
 use crate::error::StoreError;
 use crate::execution::{ExecutedBlock, Receipt};
+use crate::governance::{ACTIVATION_DELAY, GovernanceState, Member, governance_key};
 pub use crate::receipt::TxLocation;
 use crate::state::{Account, AccountProof, StateReader, TreeHasher, account_key};
 
@@ -43,8 +49,10 @@ const CF_SYNC_CHUNKS: &str = "state_sync_chunks";
 /// Tree nodes by the version from which no later version needs them
 /// (written only while pruning is on).
 const CF_STALE_NODES: &str = "stale_nodes";
+/// Validator sets by the first height they sign (big-endian u64).
+const CF_VALIDATOR_SETS: &str = "validator_sets";
 
-const COLUMN_FAMILIES: [&str; 12] = [
+const COLUMN_FAMILIES: [&str; 13] = [
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TX_INDEX,
@@ -57,6 +65,7 @@ const COLUMN_FAMILIES: [&str; 12] = [
     CF_KEY_PREIMAGES,
     CF_SYNC_CHUNKS,
     CF_STALE_NODES,
+    CF_VALIDATOR_SETS,
 ];
 
 /// Memtable size of one column family, and of all of them together.
@@ -68,9 +77,12 @@ const MAX_WAL_BYTES: u64 = 32 * 1024 * 1024;
 const META_GENESIS_HASH: &[u8] = b"genesis_hash";
 const META_TIP: &[u8] = b"tip";
 /// The on-disk format. 2: blocks hold versioned transactions (native or
-/// Ethereum). A store without the key was written in format 1.
+/// Ethereum). 3: headers name the next validator set and the state holds
+/// the governance state. A store without the key was written in format 1.
 const META_FORMAT: &[u8] = b"format";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+/// The latest governance state (also in the state tree).
+const META_GOVERNANCE: &[u8] = b"governance";
 /// The snapshot a state sync under way installs ([`SnapshotOffer`]).
 const META_STATE_SYNC: &[u8] = b"state_sync";
 /// The header of the snapshot a state-synced store started from: the
@@ -122,6 +134,18 @@ pub struct Store {
     /// Whether commits record which tree nodes they make stale, for
     /// [`Store::prune`].
     pruning: std::sync::atomic::AtomicBool,
+    /// Every validator set known, by the first height it signs.
+    history: RwLock<BTreeMap<u64, Arc<Vec<Member>>>>,
+    /// The latest governance state (as in `meta`).
+    governance: RwLock<Arc<GovernanceState>>,
+}
+
+/// A validator set of the chain's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAt {
+    /// The first height it signs.
+    pub start: u64,
+    pub members: Arc<Vec<Member>>,
 }
 
 fn decode<T: BorshDeserialize>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -183,6 +207,10 @@ impl Store {
             path: path.to_path_buf(),
             genesis_hash: genesis.hash,
             pruning: std::sync::atomic::AtomicBool::new(false),
+            history: RwLock::new(BTreeMap::new()),
+            governance: RwLock::new(Arc::new(GovernanceState::genesis(
+                genesis.validators.clone(),
+            ))),
         };
         match store.get_meta(META_GENESIS_HASH)? {
             Some(found) => {
@@ -208,7 +236,96 @@ impl Store {
             }
             None => store.init_genesis(genesis)?,
         }
+        store.load_history()?;
         Ok(store)
+    }
+
+    /// Reads the set history and the governance state into memory.
+    fn load_history(&self) -> Result<(), StoreError> {
+        let state = self
+            .get_meta(META_GOVERNANCE)?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "governance state",
+                detail: "missing".into(),
+            })?;
+        *self.governance.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(decode("governance state", &state)?);
+        let mut history = BTreeMap::new();
+        for entry in self
+            .db
+            .iterator_cf(self.cf(CF_VALIDATOR_SETS), IteratorMode::Start)
+        {
+            let (key, value) = entry?;
+            let start: [u8; 8] = key.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "validator set key",
+                detail: format!("{} bytes", key.len()),
+            })?;
+            let members: Vec<Member> = decode("validator set", &value)?;
+            history.insert(u64::from_be_bytes(start), Arc::new(members));
+        }
+        *self.history.write().unwrap_or_else(|e| e.into_inner()) = history;
+        Ok(())
+    }
+
+    /// The validator set that signs `height`: `None` past the sets the
+    /// committed state fixes (more than [`ACTIVATION_DELAY`] above the tip)
+    /// or before the history this store holds (a state-synced store knows
+    /// the sets from its snapshot on).
+    pub fn validator_set_at(&self, height: u64) -> Result<Option<SetAt>, StoreError> {
+        if height == 0 || height > self.tip()?.height + ACTIVATION_DELAY {
+            return Ok(None);
+        }
+        let history = self.history.read().unwrap_or_else(|e| e.into_inner());
+        Ok(history
+            .range(..=height)
+            .next_back()
+            .map(|(start, members)| SetAt {
+                start: *start,
+                members: members.clone(),
+            }))
+    }
+
+    /// Every validator set this store knows, oldest first.
+    pub fn validator_sets(&self) -> Vec<SetAt> {
+        let history = self.history.read().unwrap_or_else(|e| e.into_inner());
+        history
+            .iter()
+            .map(|(start, members)| SetAt {
+                start: *start,
+                members: members.clone(),
+            })
+            .collect()
+    }
+
+    /// The latest committed governance state.
+    pub fn governance_state(&self) -> Arc<GovernanceState> {
+        self.governance
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `state` into `batch` as the latest governance state, with the
+    /// sets it names that the history lacks, and makes both the store's
+    /// view at once, before the batch is written: a set is read only up to
+    /// two heights above the tip, and the tip moves with the batch, so no
+    /// reader sees a new tip without its sets. (If the write fails the node
+    /// stops.)
+    fn put_governance(&self, batch: &mut WriteBatch, state: GovernanceState) {
+        batch.put_cf(self.cf(CF_META), META_GOVERNANCE, state.encode());
+        let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+        for epoch in &state.epochs {
+            if let std::collections::btree_map::Entry::Vacant(entry) = history.entry(epoch.start) {
+                batch.put_cf(
+                    self.cf(CF_VALIDATOR_SETS),
+                    epoch.start.to_be_bytes(),
+                    encode(&epoch.members),
+                );
+                entry.insert(Arc::new(epoch.members.clone()));
+            }
+        }
+        drop(history);
+        *self.governance.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
     }
 
     fn init_genesis(&self, genesis: &GenesisState) -> Result<(), StoreError> {
@@ -222,9 +339,11 @@ impl Store {
                 },
             ));
         }
-        let (state_root, tree) = self.state_update(&changes, 0)?;
+        let governance = GovernanceState::genesis(genesis.validators.clone());
+        let (state_root, tree) = self.state_update(&changes, Some(&governance), 0)?;
         let mut batch = WriteBatch::default();
         self.write_state(&mut batch, &changes, tree);
+        self.put_governance(&mut batch, governance);
         batch.put_cf(self.cf(CF_META), META_GENESIS_HASH, encode(&genesis.hash));
         batch.put_cf(self.cf(CF_META), META_FORMAT, encode(&FORMAT));
         batch.put_cf(self.cf(CF_META), META_PREIMAGES, []);
@@ -416,17 +535,19 @@ impl Store {
     pub(crate) fn state_update(
         &self,
         changes: &[(Address, Account)],
+        governance: Option<&GovernanceState>,
         version: Version,
     ) -> Result<(Hash, TreeUpdateBatch), StoreError> {
         let view = TreeView(self);
         let tree = JellyfishMerkleTree::<_, TreeHasher>::new(&view);
         let values = changes
             .iter()
-            .map(|(address, account)| (account_key(address), Some(account.encode())));
+            .map(|(address, account)| (account_key(address), Some(account.encode())))
+            .chain(governance.map(|g| (KeyHash(governance_key().0), Some(g.encode()))));
         let (root, mut batch) = tree
             .put_value_set(values, version)
             .map_err(|e| StoreError::Tree(e.to_string()))?;
-        if changes.is_empty() && version > 0 {
+        if changes.is_empty() && governance.is_none() && version > 0 {
             // jmt only writes a root for versions that change something, but
             // every height must have one: the next update starts from it.
             let previous = root_key(version - 1);
@@ -553,6 +674,9 @@ impl Store {
             batch.put_cf(self.cf(CF_RECEIPTS), tx.0, encode(receipt));
         }
         self.write_state(&mut batch, &executed.changes, executed.tree);
+        if let Some(state) = executed.governance {
+            self.put_governance(&mut batch, state);
+        }
         let new_tip = ChainTip {
             height,
             hash,
@@ -572,6 +696,10 @@ impl StateReader for Store {
             .map(|bytes| decode("account", &bytes))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    fn governance(&self) -> Result<Arc<GovernanceState>, StoreError> {
+        Ok(self.governance_state())
     }
 }
 

@@ -17,13 +17,14 @@ use jmt::{JellyfishMerkleTree, KeyHash, RootHash};
 use rocksdb::WriteBatch;
 
 use super::{
-    CF_ACCOUNTS, CF_COMMITS, CF_KEY_PREIMAGES, CF_META, CF_SYNC_CHUNKS, CF_TREE_VALUES, ChainTip,
-    META_BASE, META_INSTALLING, META_PREIMAGES, META_STATE_SYNC, META_TIP, Store, TreeView, decode,
-    encode, tree_value_key,
+    CF_ACCOUNTS, CF_COMMITS, CF_KEY_PREIMAGES, CF_META, CF_SYNC_CHUNKS, CF_TREE_VALUES,
+    CF_VALIDATOR_SETS, ChainTip, META_BASE, META_INSTALLING, META_PREIMAGES, META_STATE_SYNC,
+    META_TIP, Store, TreeView, decode, encode, tree_value_key,
 };
 use crate::block::Header;
 use crate::crypto::Address;
 use crate::error::StoreError;
+use crate::governance::{GovernanceState, governance_key};
 use crate::snapshot::{
     MAX_CHUNK_ACCOUNTS, MAX_CHUNKS, SnapshotInfo, SnapshotOffer, StateChunk, chunk_bounds,
     chunk_count, chunk_siblings, verify_chunk,
@@ -56,7 +57,8 @@ impl Store {
         let Some(root) = tree.get_root_hash_option(height).map_err(tree_error)? else {
             return Ok(None);
         };
-        let accounts = tree.get_leaf_count(height).map_err(tree_error)? as u64;
+        // Every leaf but one is an account; that one is the governance state.
+        let accounts = (tree.get_leaf_count(height).map_err(tree_error)? as u64).saturating_sub(1);
         Ok(Some(SnapshotInfo {
             height,
             state_root: crate::crypto::Hash(root.0),
@@ -95,6 +97,8 @@ impl Store {
         let (low, high) = chunk_bounds(index, chunks);
         let mut keys: Vec<[u8; 32]> = Vec::new();
         let mut values: Vec<Account> = Vec::new();
+        let mut governance: Option<GovernanceState> = None;
+        let governance_key = governance_key().0;
         let mut iter = self.db.raw_iterator_cf(self.cf(CF_TREE_VALUES));
         let mut next = Some(low);
         // Per key: seek to its first version, then back to its newest at
@@ -112,14 +116,20 @@ impl Store {
             if let (Some(at), Some(value)) = (iter.key(), iter.value()) {
                 if at[..32] == key {
                     let value: Option<Vec<u8>> = decode("state tree value", value)?;
-                    if let Some(bytes) = value {
-                        if keys.len() == MAX_CHUNK_ACCOUNTS {
-                            return Err(unserved(format!(
-                                "chunk {index} of {chunks} holds more than {MAX_CHUNK_ACCOUNTS} accounts"
-                            )));
+                    match value {
+                        Some(bytes) if key == governance_key => {
+                            governance = Some(decode("governance state", &bytes)?);
                         }
-                        keys.push(key);
-                        values.push(decode("account", &bytes)?);
+                        Some(bytes) => {
+                            if keys.len() == MAX_CHUNK_ACCOUNTS {
+                                return Err(unserved(format!(
+                                    "chunk {index} of {chunks} holds more than {MAX_CHUNK_ACCOUNTS} accounts"
+                                )));
+                            }
+                            keys.push(key);
+                            values.push(decode("account", &bytes)?);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -151,6 +161,7 @@ impl Store {
         let proof = ProofParts::of(&proof);
         Ok(StateChunk {
             accounts,
+            governance,
             siblings: chunk_siblings(index, chunks, proof.leaf, &proof.siblings),
         })
     }
@@ -238,6 +249,7 @@ impl Store {
         self.write(batch)?;
         let tree_error = |e: anyhow::Error| StoreError::Tree(e.to_string());
         let sink = Arc::new(CollectNodes::default());
+        let mut governance = None;
         let mut restore = JellyfishMerkleRestore::<TreeHasher>::new_overwrite(
             sink.clone(),
             info.height,
@@ -253,7 +265,7 @@ impl Store {
                 .map_err(|e| e.to_string())
                 .and_then(|chunk| verify_chunk(&info, index, &chunk));
             drop(bytes);
-            let verified = match checked {
+            let mut verified = match checked {
                 Ok(verified) => verified,
                 Err(why) => {
                     tracing::warn!(
@@ -266,20 +278,20 @@ impl Store {
                     return Ok(None);
                 }
             };
-            if verified.accounts.is_empty() {
+            if verified.leaves.is_empty() {
                 continue;
             }
             let proof = verified.range_proof();
-            let leaves = verified
-                .accounts
-                .iter()
-                .map(|(key, _, account)| (*key, account.encode()))
-                .collect();
-            restore.add_chunk(leaves, proof).map_err(tree_error)?;
+            restore
+                .add_chunk(std::mem::take(&mut verified.leaves), proof)
+                .map_err(tree_error)?;
             let mut batch = WriteBatch::default();
             for (key, address, account) in &verified.accounts {
                 batch.put_cf(self.cf(CF_ACCOUNTS), address.0, account.encode());
                 batch.put_cf(self.cf(CF_KEY_PREIMAGES), key.0, address.0);
+            }
+            if let Some(state) = &verified.governance {
+                governance = Some(state.clone());
             }
             for nodes in sink.take() {
                 self.write_nodes(&mut batch, &nodes);
@@ -304,7 +316,22 @@ impl Store {
             hash: offer.header.hash(),
             state_root: info.state_root,
         };
+        let governance = governance
+            .ok_or_else(|| StoreError::Tree("the snapshot holds no governance state".into()))?;
         let mut batch = WriteBatch::default();
+        // The history starts at the snapshot's sets: the genesis set the
+        // empty store began with may not have signed the heights between.
+        let first = governance.epochs[0].start;
+        batch.delete_range_cf(
+            self.cf(CF_VALIDATOR_SETS),
+            0u64.to_be_bytes(),
+            first.to_be_bytes(),
+        );
+        self.history
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|start, _| *start >= first);
+        self.put_governance(&mut batch, governance);
         batch.put_cf(self.cf(CF_META), META_TIP, encode(&tip));
         batch.put_cf(self.cf(CF_META), META_BASE, encode(&offer.header));
         batch.put_cf(

@@ -1,8 +1,8 @@
 //! Fixtures shared by the ledger tests.
 
 use tally_ledger::{
-    Address, ExecParams, GenesisState, Hash, NativeTransaction, Proposal, SecretKey,
-    SignedTransaction, Store, Transaction, VerifiedTransaction, keccak256,
+    Address, ExecParams, GenesisState, GovernanceParams, Member, NativeTransaction, Proposal,
+    SecretKey, SignedTransaction, Store, Transaction, VerifiedTransaction, keccak256,
 };
 use tempfile::TempDir;
 
@@ -16,14 +16,30 @@ pub fn params() -> ExecParams {
         min_fee: MIN_FEE,
         max_block_txs: 10_000,
         max_block_bytes: 4 << 20,
+        governance: GovernanceParams::for_genesis(VALIDATORS, None),
     }
+}
+
+/// Validators in the test genesis, each of power [`POWER`].
+pub const VALIDATORS: usize = 4;
+pub const POWER: u64 = 10;
+
+pub fn validator_key(i: usize) -> SecretKey {
+    SecretKey::from_seed(&format!("ledger-test-validator-{i}"))
+}
+
+/// The genesis validator set: [`VALIDATORS`] validators of [`POWER`] each.
+pub fn validators() -> Vec<Member> {
+    (0..VALIDATORS)
+        .map(|i| Member::of_key(&format!("v{i}"), &validator_key(i).public_key(), POWER))
+        .collect()
 }
 
 /// The native transfer inside `signed` (tests that tamper with one).
 pub fn native(signed: SignedTransaction) -> NativeTransaction {
     match signed {
         SignedTransaction::Native(native) => native,
-        SignedTransaction::Ethereum(_) => panic!("not a native transfer"),
+        _ => panic!("not a native transfer"),
     }
 }
 
@@ -37,6 +53,7 @@ pub fn genesis(n_accounts: usize) -> GenesisState {
         accounts: (0..n_accounts)
             .map(|i| (key(i).address(), START_BALANCE))
             .collect(),
+        validators: validators(),
     }
 }
 
@@ -65,7 +82,6 @@ pub fn proposal(proposer: Address) -> Proposal {
     Proposal {
         time: 1_700_000_000_000,
         proposer,
-        validators_hash: Hash([9; 32]),
         last_commit: None,
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 mod eth;
 mod execution;
+mod governance;
 mod journal;
 mod mempool;
 mod props;

@@ -1,6 +1,7 @@
 //! The mempool against a real store.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use tally_ledger::{
@@ -540,6 +541,10 @@ struct Accounts(HashMap<Address, Account>);
 impl StateReader for Accounts {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         Ok(self.0.get(address).copied().unwrap_or_default())
+    }
+
+    fn governance(&self) -> Result<Arc<tally_ledger::GovernanceState>, StoreError> {
+        Ok(Arc::new(tally_ledger::GovernanceState::genesis(Vec::new())))
     }
 }
 

@@ -7,7 +7,7 @@ use tally_ledger::{
     keccak256, verify_account_proof,
 };
 
-use crate::common::{START_BALANCE, genesis, key, params, proposal, transfer};
+use crate::common::{START_BALANCE, genesis, key, params, proposal, transfer, validators};
 
 const ACCOUNTS: usize = 5;
 
@@ -96,8 +96,8 @@ proptest! {
         }
         let hash = keccak256(b"order");
         let (d1, d2) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
-        let a = Store::open(d1.path(), &GenesisState { hash, accounts }).expect("open");
-        let b = Store::open(d2.path(), &GenesisState { hash, accounts: shuffled }).expect("open");
+        let a = Store::open(d1.path(), &GenesisState { hash, accounts, validators: validators() }).expect("open");
+        let b = Store::open(d2.path(), &GenesisState { hash, accounts: shuffled, validators: validators() }).expect("open");
         prop_assert_eq!(a.tip().expect("tip").state_root, b.tip().expect("tip").state_root);
     }
 }
@@ -121,7 +121,7 @@ proptest! {
             .enumerate()
             .map(|(i, b)| (Address(keccak256(&i.to_be_bytes()).0[..20].try_into().expect("20 bytes")), *b))
             .collect();
-        let state = GenesisState { hash: keccak256(b"proof-props"), accounts: accounts.clone() };
+        let state = GenesisState { hash: keccak256(b"proof-props"), accounts: accounts.clone(), validators: validators() };
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), &state).expect("open");
         let state_root = store.state_root_at(0).expect("root");

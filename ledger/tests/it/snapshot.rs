@@ -245,6 +245,13 @@ fn a_snapshot_installs_resumes_after_a_restart_and_the_chain_goes_on() {
         Some(snapshot.header.clone())
     );
     assert!(target.block_by_height(2).expect("read").is_none());
+    // The validator sets come with the state (the governance state is a
+    // leaf of the tree).
+    assert_eq!(
+        target.governance().expect("read"),
+        source.governance().expect("read")
+    );
+    assert_eq!(target.validator_sets(), source.validator_sets());
     for address in &addresses {
         assert_eq!(
             target.account(address).expect("read"),

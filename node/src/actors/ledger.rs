@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::actors::priority::Priority;
-use crate::chain::{Secp256k1, commit_to_certificate};
+use crate::chain::{Secp256k1, commit_to_certificate, consensus_set};
 use crate::metrics::LedgerMetrics;
 use crate::trace::TxTraces;
 use crate::{now_ms, par_map};
@@ -52,6 +52,8 @@ pub enum LedgerError {
     AheadOfClock { time: u64, now: u64 },
     #[error("asked to build block {asked}, but the next block is {next}")]
     WrongHeight { asked: u64, next: u64 },
+    #[error("the validator set of height {0} is not known here yet")]
+    UnknownSet(u64),
     #[error("the ledger actor has stopped")]
     Stopped,
 }
@@ -200,18 +202,33 @@ impl LedgerHandle {
     }
 }
 
-/// Checks that `commit` is a certificate of block `hash` at `height` by the
-/// chain's validators.
+/// The set that must certify block `height`, as the store records it
+/// (membership and power; no proposer rotation), or why it is not known.
+pub fn certifying_set(store: &Store, height: u64) -> Result<ValidatorSet<Address>, LedgerError> {
+    let at = store
+        .validator_set_at(height)?
+        .ok_or(LedgerError::UnknownSet(height))?;
+    consensus_set(&at.members).map_err(|e| {
+        LedgerError::Store(StoreError::Corrupt {
+            what: "validator set",
+            detail: e.to_string(),
+        })
+    })
+}
+
+/// Checks that `commit` is a certificate of block `hash` at `height` by
+/// `set`, the validators of that height.
 pub fn check_certificate(
-    params: &ChainParams,
+    chain_id: u64,
+    set: &ValidatorSet<Address>,
     commit: &Commit,
     height: u64,
     hash: &Hash,
 ) -> Result<(), LedgerError> {
     verify_certificate(
         &Secp256k1,
-        params.exec.chain_id,
-        &params.validators,
+        chain_id,
+        set,
         height,
         hash,
         &commit_to_certificate(commit),
@@ -228,6 +245,7 @@ pub fn check_certificate(
 /// it before recovering the transactions; the ledger again before applying.
 pub fn check_synced_block(
     params: &ChainParams,
+    store: &Store,
     block: &Block,
     commit: &Commit,
 ) -> Result<(), LedgerError> {
@@ -245,7 +263,8 @@ pub fn check_synced_block(
             params.exec.max_block_txs
         )));
     }
-    check_certificate(params, commit, height, &hash)?;
+    let set = certifying_set(store, height)?;
+    check_certificate(params.exec.chain_id, &set, commit, height, &hash)?;
     block
         .check_body()
         .map_err(|e| LedgerError::Invalid(format!("block {height}: {e}")))?;
@@ -256,8 +275,6 @@ pub fn check_synced_block(
 #[derive(Clone, Debug)]
 pub struct ChainParams {
     pub exec: ExecParams,
-    pub validators: ValidatorSet<Address>,
-    pub validators_hash: Hash,
     pub genesis_time_ms: u64,
 }
 
@@ -406,7 +423,6 @@ impl Actor {
         let proposal = Proposal {
             time: now_ms().max(self.last_time + 1),
             proposer,
-            validators_hash: self.params.validators_hash,
             last_commit,
         };
         let started = Instant::now();
@@ -427,19 +443,14 @@ impl Actor {
     }
 
     /// The checks of a proposed block that are the node's, not the ledger's:
-    /// validator set, proposer, time, and the previous block's certificate.
+    /// proposer, time, and the previous block's certificate (the validator
+    /// sets the header names are the ledger's, in `verify_block`).
     fn check_header(&self, block: &Block, tip: &ChainTip) -> Result<(), LedgerError> {
         let header = &block.header;
-        if header.validators_hash != self.params.validators_hash {
+        if !certifying_set(&self.store, header.height)?.contains(&header.proposer) {
             return Err(LedgerError::Invalid(format!(
-                "validators hash {} is not this chain's {}",
-                header.validators_hash, self.params.validators_hash
-            )));
-        }
-        if !self.params.validators.contains(&header.proposer) {
-            return Err(LedgerError::Invalid(format!(
-                "proposer {} is not a validator",
-                header.proposer
+                "proposer {} is not a validator at height {}",
+                header.proposer, header.height
             )));
         }
         if header.time <= self.last_time {
@@ -463,7 +474,10 @@ impl Actor {
             (None, _) => Err(LedgerError::Invalid(
                 "block carries no certificate of the previous block".into(),
             )),
-            (Some(commit), height) => check_certificate(&self.params, commit, height, &tip.hash),
+            (Some(commit), height) => {
+                let set = certifying_set(&self.store, height)?;
+                check_certificate(self.params.exec.chain_id, &set, commit, height, &tip.hash)
+            }
         }
     }
 
@@ -590,7 +604,7 @@ impl Actor {
             )));
         }
         let started = Instant::now();
-        check_synced_block(&self.params, &block, &commit)?;
+        check_synced_block(&self.params, &self.store, &block, &commit)?;
         self.metrics
             .certificate
             .observe(started.elapsed().as_secs_f64());

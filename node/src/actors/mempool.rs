@@ -226,6 +226,7 @@ pub fn spawn(
     journal: Option<PathBuf>,
     chain_id: u64,
     min_fee: u128,
+    governance: tally_ledger::GovernanceParams,
     store: Arc<Store>,
     network: tally_p2p::Handle,
     committed: mpsc::UnboundedReceiver<(Arc<Vec<Hash>>, Vec<Address>)>,
@@ -236,7 +237,7 @@ pub fn spawn(
 ) -> (MempoolHandle, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (tx, rx) = mpsc::channel(1024);
     let actor = Actor {
-        pool: Mempool::new(config.ledger_config(), chain_id, min_fee),
+        pool: Mempool::new(config.ledger_config(), chain_id, min_fee).with_governance(governance),
         store,
         network,
         outbox: TxBatch::default(),

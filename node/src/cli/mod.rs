@@ -1,6 +1,6 @@
 //! The building blocks of the CLI's bigger commands: node homes
 //! (`tally init`, `tally testnet`), `tally localnet`, `tally netns` and
-//! `tally bench`, and the arguments they share.
+//! `tally bench`, `tally tx validator`, and the arguments they share.
 
 pub mod bench;
 pub mod homes;
@@ -8,6 +8,7 @@ pub mod localnet;
 pub mod netns;
 pub mod prove;
 pub mod trace;
+pub mod validator;
 
 use clap::Args;
 use tally_genesis::ConsensusParams;

@@ -40,7 +40,11 @@ impl Dashboard {
         let status = c.status().await.ok();
         let consensus = c.consensus_state().await.ok();
         let peers = c.net_info().await.unwrap_or_default();
-        let validators = c.validators().await.unwrap_or_default();
+        let validators = c
+            .validators(None)
+            .await
+            .map(|set| set.validators)
+            .unwrap_or_default();
         let tip = status.as_ref().map_or(0, |s| s.latest_height);
         let from = tip.saturating_sub(RECENT_BLOCKS - 1).max(1);
         let mut found = Vec::new();

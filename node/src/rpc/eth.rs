@@ -112,32 +112,28 @@ impl RpcContext {
             None => (None, None, None),
         };
         let gas = u128::from(TRANSFER_GAS);
-        match tx {
-            SignedTransaction::Native(native) => {
-                let sig = &native.signature.0;
-                EthTx {
-                    hash: tx.hash(),
-                    from: EthAddress(from),
-                    to: Some(EthAddress(native.tx.to)),
-                    nonce: native.tx.nonce.into(),
-                    value: Quantity(native.tx.amount),
-                    gas: Quantity(gas),
-                    gas_price: Quantity(native.tx.fee.div_ceil(gas)),
-                    max_fee_per_gas: None,
-                    max_priority_fee_per_gas: None,
-                    input: format!("0x{}", hex::encode(&native.tx.memo)),
-                    r#type: Quantity(0),
-                    chain_id: native.tx.chain_id.into(),
-                    access_list: None,
-                    v: Quantity(27 + u128::from(sig[64])),
-                    y_parity: None,
-                    r: be_quantity(&sig[..32]),
-                    s: be_quantity(&sig[32..64]),
-                    block_hash,
-                    block_number,
-                    transaction_index,
-                }
-            }
+        // Tally-signed kinds show as legacy transactions; a governance one,
+        // which has no Ethereum counterpart, goes to nobody with its borsh
+        // action as input.
+        let (to, nonce, value, fee, input, chain_id, sig) = match tx {
+            SignedTransaction::Native(n) => (
+                Some(EthAddress(n.tx.to)),
+                n.tx.nonce,
+                n.tx.amount,
+                n.tx.fee,
+                n.tx.memo.clone(),
+                n.tx.chain_id,
+                &n.signature.0,
+            ),
+            SignedTransaction::Governance(g) => (
+                None,
+                g.tx.nonce,
+                0,
+                g.tx.fee,
+                borsh::to_vec(&g.tx.action).unwrap_or_default(),
+                g.tx.chain_id,
+                &g.signature.0,
+            ),
             SignedTransaction::Ethereum(eth) => {
                 let t = eth.transfer();
                 let sig = &eth.signature().0;
@@ -151,7 +147,7 @@ impl RpcContext {
                     None => t.max_fee_per_gas,
                 };
                 let dynamic = t.kind == tally_ledger::EthTxKind::DynamicFee;
-                EthTx {
+                return EthTx {
                     hash: eth.hash(),
                     from: EthAddress(from),
                     to: Some(EthAddress(t.to)),
@@ -177,8 +173,30 @@ impl RpcContext {
                     block_hash,
                     block_number,
                     transaction_index,
-                }
+                };
             }
+        };
+        EthTx {
+            hash: tx.hash(),
+            from: EthAddress(from),
+            to,
+            nonce: nonce.into(),
+            value: Quantity(value),
+            gas: Quantity(gas),
+            gas_price: Quantity(fee.div_ceil(gas)),
+            max_fee_per_gas: None,
+            max_priority_fee_per_gas: None,
+            input: format!("0x{}", hex::encode(input)),
+            r#type: Quantity(0),
+            chain_id: chain_id.into(),
+            access_list: None,
+            v: Quantity(27 + u128::from(sig[64])),
+            y_parity: None,
+            r: be_quantity(&sig[..32]),
+            s: be_quantity(&sig[32..64]),
+            block_hash,
+            block_number,
+            transaction_index,
         }
     }
 
@@ -191,7 +209,7 @@ impl RpcContext {
             block_hash,
             block_number: record.location.height.into(),
             from: EthAddress(record.sender),
-            to: Some(EthAddress(record.tx.to())),
+            to: record.tx.to().map(EthAddress),
             cumulative_gas_used: Quantity((index + 1) * gas),
             gas_used: Quantity(gas),
             effective_gas_price: Quantity(record.receipt.fee_paid.div_ceil(gas)),
@@ -241,6 +259,7 @@ impl RpcContext {
             state_root: self.store.state_root_at(0).map_err(internal)?,
             proposer: Address::ZERO,
             validators_hash: Hash::ZERO,
+            next_validators_hash: Hash::ZERO,
             last_commit_hash: Hash::ZERO,
         };
         let transactions = if full {

@@ -12,13 +12,13 @@ use jsonrpsee::core::{SubscriptionError, SubscriptionResult, async_trait};
 use jsonrpsee::server::{PendingSubscriptionSink, ServerHandle, SubscriptionSink};
 use jsonrpsee::types::ErrorObjectOwned;
 use tally_ledger::{
-    AddError, Address, Block, Hash, MempoolError, SignedTransaction, Store, TxError,
+    AddError, Address, Block, Hash, Member, MempoolError, SignedTransaction, Store, TxError,
     VerifiedTransaction,
 };
 use tally_rpc::{
-    AccountInfo, AccountProofInfo, BlockInfo, BlockSummary, ConsensusState, NetPeerInfo, PeerInfo,
-    Status, SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo, TxTrace,
-    ValidatorInfo, codes, error, parse_address, parse_hash, parse_hex,
+    AccountInfo, AccountProofInfo, BlockInfo, BlockSummary, ConsensusState, GovernanceInfo,
+    NetPeerInfo, PeerInfo, Status, SubmitError, SubmitResult, TallyApiServer, TxInfo, TxStatusInfo,
+    TxTrace, ValidatorInfo, ValidatorSetInfo, codes, error, parse_address, parse_hash, parse_hex,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tracing::error;
@@ -61,7 +61,6 @@ pub struct RpcContext {
     pub genesis_hash: Hash,
     /// The genesis time (ms since the Unix epoch): block 0's timestamp.
     pub genesis_time_ms: u64,
-    pub validators: Vec<ValidatorInfo>,
     pub validator: Option<Address>,
     pub p2p_addrs: Vec<String>,
     pub recovery: Recovery,
@@ -87,6 +86,25 @@ pub async fn start(
     let mut methods = TallyApiServer::into_rpc(context.clone());
     methods.merge(tally_rpc::eth::EthApiServer::into_rpc(context))?;
     server::start(config, methods, metrics).await
+}
+
+/// A set as the RPC shows it.
+pub fn set_info(height: u64, since: u64, members: &[Member]) -> ValidatorSetInfo {
+    ValidatorSetInfo {
+        height,
+        since,
+        total_power: members.iter().map(|m| m.power).sum(),
+        validators_hash: tally_ledger::governance::validators_hash(members),
+        validators: members
+            .iter()
+            .map(|m| ValidatorInfo {
+                name: m.name.clone(),
+                address: m.address,
+                power: m.power,
+                public_key: format!("0x{}", hex::encode(m.public_key)),
+            })
+            .collect(),
+    }
 }
 
 /// An error of the node's own (a store read failed, an actor stopped): the
@@ -129,6 +147,7 @@ fn tx_error_code(e: &TxError) -> i32 {
         | TxError::InsufficientBalance { .. }
         | TxError::CostOverflow
         | TxError::BalanceOverflow => codes::CANNOT_PAY,
+        TxError::Governance(_) => codes::GOVERNANCE,
     }
 }
 
@@ -598,8 +617,40 @@ impl TallyApiServer for RpcContext {
         })
     }
 
-    async fn validators(&self) -> Result<Vec<ValidatorInfo>, ErrorObjectOwned> {
-        Ok(self.validators.clone())
+    async fn validators(&self, height: Option<u64>) -> Result<ValidatorSetInfo, ErrorObjectOwned> {
+        let tip = self.store.tip().map_err(internal)?.height;
+        let height = height.unwrap_or(tip + 1);
+        match self.store.validator_set_at(height).map_err(internal)? {
+            Some(at) => Ok(set_info(height, at.start, &at.members)),
+            None if height > tip => Err(error(
+                codes::INVALID_PARAMS,
+                format!(
+                    "the set of height {height} is not decided yet: the latest block is {tip}, \
+                     and sets are known up to {}",
+                    tip + tally_ledger::governance::ACTIVATION_DELAY
+                ),
+            )),
+            None => Err(error(
+                codes::NOT_HELD,
+                format!("this node does not hold the validator set of height {height}"),
+            )),
+        }
+    }
+
+    async fn governance_proposals(&self) -> Result<GovernanceInfo, ErrorObjectOwned> {
+        let height = self.store.tip().map_err(internal)?.height;
+        let state = self.store.governance_state();
+        Ok(GovernanceInfo {
+            height,
+            upcoming: state
+                .epochs
+                .iter()
+                .filter(|e| e.start > height + 1)
+                .map(|e| set_info(e.start, e.start, &e.members))
+                .collect(),
+            pending: state.pending.clone(),
+            finished: state.finished.clone(),
+        })
     }
 
     async fn peers(&self) -> Result<Vec<PeerInfo>, ErrorObjectOwned> {

@@ -31,6 +31,7 @@ fn genesis(keys: &[SecretKey]) -> Genesis {
             })
             .collect(),
         accounts: vec![],
+        governance_admin: None,
     }
 }
 
@@ -140,4 +141,97 @@ fn four_validators_decide_with_real_signatures() {
             verify_certificate(&Secp256k1, genesis.chain_id + 1, &set, 1, &block, &back).is_err()
         );
     }
+}
+
+/// A chain whose set changes at height 4 (a dev admin adds a validator of
+/// power 100 beside the genesis one's 10): block sync's check takes each
+/// block's certificate against the set of its height, so the old set alone
+/// certifies block 2 and not block 4, and the new set certifies block 4.
+#[test]
+fn a_certificate_is_checked_against_the_set_of_its_height() {
+    use tally_ledger::governance::{GovernanceAction, GovernanceTx, Member, SetChange};
+    use tally_ledger::{Block, Commit, CommitSig, Proposal, Store, build_block};
+    use tally_node::actors::ledger::{ChainParams, check_synced_block};
+
+    let old = SecretKey::from_seed("set-old");
+    let new = SecretKey::from_seed("set-new");
+    let genesis = tally_genesis::dev_genesis(9, &old);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), &genesis.state()).expect("open");
+    let params = ChainParams {
+        exec: genesis.exec_params(),
+        genesis_time_ms: genesis.genesis_time_ms(),
+    };
+    let add = GovernanceTx {
+        chain_id: 9,
+        nonce: 0,
+        fee: genesis.consensus.min_fee,
+        action: GovernanceAction::Propose {
+            change: SetChange::Add {
+                member: Member::of_key("new", &new.public_key(), 100),
+            },
+            expires_at: 10,
+        },
+    }
+    .sign(&old)
+    .verify()
+    .expect("signed");
+    // The admin (the dev validator) pays the fee from a funded account:
+    // fund it first.
+    let fund = tally_ledger::Transaction {
+        chain_id: 9,
+        nonce: 0,
+        to: old.address(),
+        amount: 1_000_000,
+        fee: genesis.consensus.min_fee,
+        memo: Vec::new(),
+    }
+    .sign(&tally_genesis::dev_keys()[0])
+    .verify()
+    .expect("signed");
+    let mut blocks: Vec<Block> = Vec::new();
+    for txs in [vec![fund], vec![add], vec![], vec![], vec![]] {
+        let proposal = Proposal {
+            time: 1_000 * (blocks.len() as u64 + 1),
+            proposer: old.address(),
+            last_commit: None,
+        };
+        let (built, skipped) =
+            build_block(&store, &params.exec, proposal, txs.iter()).expect("build");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        blocks.push(built.block.clone());
+        store.commit(built).expect("commit");
+    }
+    // A certificate lists its signers in address order.
+    let sign = |block: &Block, keys: &[&SecretKey]| Commit {
+        height: block.height(),
+        round: 0,
+        block_hash: block.hash(),
+        signatures: {
+            let mut keys = keys.to_vec();
+            keys.sort_by_key(|k| k.address());
+            keys
+        }
+        .iter()
+        .map(|k| CommitSig {
+            validator: k.address(),
+            signature: k.sign_prehash(&keccak256(&vote_sign_bytes(
+                9,
+                block.height(),
+                0,
+                VoteType::Precommit,
+                Some(&block.hash().0),
+            ))),
+        })
+        .collect(),
+    };
+    let (two, four) = (&blocks[1], &blocks[3]);
+    check_synced_block(&params, &store, two, &sign(two, &[&old])).expect("the old set, before");
+    let refused = check_synced_block(&params, &store, four, &sign(four, &[&old]))
+        .expect_err("the old set after the change");
+    assert!(refused.is_invalid_data(), "{refused}");
+    check_synced_block(&params, &store, four, &sign(four, &[&old, &new]))
+        .expect("the new set, after");
+    // The new validator alone before its set signs is refused too.
+    assert!(check_synced_block(&params, &store, two, &sign(two, &[&new])).is_err());
 }

@@ -62,6 +62,45 @@ pub fn four_validator_homes(dir: &Path) -> Vec<PathBuf> {
     (0..4).map(|i| out.join(format!("node{i}"))).collect()
 }
 
+/// A home at `dir/name` for a node that joins the chain of `homes` (a
+/// full node, or one with a validator key of its own that no set holds
+/// yet), on free loopback ports, bootstrapping from all of them.
+pub fn joining_home(dir: &Path, name: &str, homes: &[PathBuf], full_node: bool) -> PathBuf {
+    let home = dir.join(name);
+    let genesis = homes[0].join("config/genesis.json");
+    let home_s = home.display().to_string();
+    let genesis_s = genesis.display().to_string();
+    let mut args = vec!["init", "--home", &home_s, "--genesis", &genesis_s];
+    if full_node {
+        args.push("--full-node");
+    }
+    run(&args);
+    let joining = Home::new(&home);
+    let mut config = Config::load(&joining.config_file()).expect("config");
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config.p2p.bootstrap = homes
+        .iter()
+        .map(|h| {
+            let c = Config::load(&Home::new(h).config_file()).expect("config");
+            let peer = run(&["keys", "peer-id", "--home", &h.display().to_string()]);
+            format!("{}/p2p/{}", c.p2p.listen[0], peer.trim())
+        })
+        .collect();
+    std::fs::remove_file(joining.config_file()).expect("remove config");
+    config
+        .save_new(&joining.config_file())
+        .expect("save config");
+    home
+}
+
+/// The validator key file of the node in `home`.
+pub fn validator_key_file(home: &Path) -> PathBuf {
+    let home = Home::new(home);
+    let config = Config::load(&home.config_file()).expect("config");
+    home.resolve(config.node.validator_key.as_ref())
+}
+
 /// A `tally start` process.
 #[derive(Debug)]
 pub struct NodeProc {

@@ -57,6 +57,7 @@ fn forged(chain_id: u64, height: u64) -> (Block, Commit) {
             state_root: Hash::ZERO,
             proposer: Address([9; 20]),
             validators_hash: Hash::ZERO,
+            next_validators_hash: Hash::ZERO,
             last_commit_hash: Hash::ZERO,
         },
         txs: Vec::new(),

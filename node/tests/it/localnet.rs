@@ -67,9 +67,10 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
     assert!(state.height >= 12, "{state:?}");
     assert!(["propose", "prevote", "precommit"].contains(&state.step.as_str()));
     let validators: Vec<Address> = clients[0]
-        .validators()
+        .validators(None)
         .await
         .expect("validators")
+        .validators
         .iter()
         .map(|v| v.address)
         .collect();
@@ -257,32 +258,7 @@ async fn four_validators_agree_survive_kills_and_serve_a_full_node() {
 
     // A full node started from genesis after 100+ blocks syncs to the tip.
     wait_height(&clients[0], 100, Duration::from_secs(180)).await;
-    let full = dir.path().join("full");
-    let genesis = homes[0].join("config/genesis.json");
-    run(&[
-        "init",
-        "--home",
-        &full.display().to_string(),
-        "--full-node",
-        "--genesis",
-        &genesis.display().to_string(),
-    ]);
-    let full_home = Home::new(&full);
-    let mut config = Config::load(&full_home.config_file()).expect("config");
-    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    config.rpc.listen = "127.0.0.1:0".parse().expect("addr");
-    config.p2p.bootstrap = homes
-        .iter()
-        .map(|h| {
-            let c = Config::load(&Home::new(h).config_file()).expect("config");
-            let peer = run(&["keys", "peer-id", "--home", &h.display().to_string()]);
-            format!("{}/p2p/{}", c.p2p.listen[0], peer.trim())
-        })
-        .collect();
-    std::fs::remove_file(full_home.config_file()).expect("remove config");
-    config
-        .save_new(&full_home.config_file())
-        .expect("save config");
+    let full = crate::harness::joining_home(dir.path(), "full", &homes, true);
     let full_node = NodeProc::start("full", &full, &[]);
     let full_client = client(&full_node.rpc_url().await);
     let tip = height(&clients[0]).await.expect("node0");

@@ -14,4 +14,5 @@ mod netns;
 mod overload;
 mod rpc;
 mod state_sync;
+mod validators;
 mod wallets;

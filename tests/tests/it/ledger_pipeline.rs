@@ -52,7 +52,6 @@ fn proposer_and_verifier_agree_over_many_blocks() {
         let proposal = Proposal {
             time: 1_000 * (height + 1),
             proposer: validator.address(),
-            validators_hash: genesis.hash(),
             last_commit: None,
         };
         let (built, skipped) = build_block(

@@ -430,12 +430,27 @@ impl Sim {
         self.feed(node, Event::StartHeight { height, validators });
     }
 
-    /// The set of `height`: genesis advanced one rotation step per height.
+    /// The set of `height`: the previous height's advanced one rotation
+    /// step, or from a height where the scenario changes the set, the new
+    /// set with its rotation restarted (as the node does).
     fn validator_set(&mut self, height: u64) -> Option<ValidatorSet<Addr>> {
         let index = usize::try_from(height.checked_sub(1)?).ok()?;
         let sets = &mut self.trace.validator_sets;
         while sets.len() <= index {
-            let next = sets.last()?.next_height();
+            let at = sets.len() as u64 + 1;
+            let next = match self.sc.set_changes.iter().find(|(h, _)| *h == at) {
+                Some((_, members)) => ValidatorSet::new(
+                    members
+                        .iter()
+                        .map(|(key, power)| Validator {
+                            address: *key as Addr,
+                            power: *power,
+                        })
+                        .collect(),
+                )
+                .expect("scenario validator set is valid"),
+                None => sets.last()?.next_height(),
+            };
             sets.push(next);
         }
         sets.get(index).cloned()
@@ -1066,6 +1081,15 @@ impl Sim {
         self.nodes[node].progress_mark = Some(mark);
         for m in messages {
             self.send_all(node, &m);
+        }
+        // A stuck node also asks a random peer for blocks, as the node's
+        // sync polls its peers' heights: a peer that decided and then left
+        // the set sends no consensus message of the next height to learn
+        // it from.
+        if stuck {
+            let peers = self.peers(node);
+            let peer = peers[self.rng.index(peers.len())];
+            self.request_sync(node, peer);
         }
         if let Some(value) = self.nodes[node].pending_decision.as_ref().map(|c| c.value) {
             self.send_all_net(node, &NetMsg::BodyRequest(value));

@@ -100,6 +100,10 @@ pub struct Scenario {
     /// the network heals and the last restart.
     pub liveness_bound_ms: u64,
     pub check_liveness: bool,
+    /// (height, members as (key, power)): from `height` on the set is this
+    /// one, its rotation restarted. Keys beyond the genesis set belong to
+    /// nodes that follow the chain without signing until a change adds them.
+    pub set_changes: Vec<(u64, Vec<(usize, u64)>)>,
     /// Hard stop for runs that need not finish (negative controls).
     pub max_time_ms: u64,
     pub max_events: u64,
@@ -137,6 +141,7 @@ impl Scenario {
             repair_ms: 300,
             liveness_bound_ms: 30_000,
             check_liveness: true,
+            set_changes: Vec::new(),
             max_time_ms: u64::MAX,
             max_events: 5_000_000,
         }
@@ -374,6 +379,73 @@ pub fn chaos(n: usize, rng: &mut Rng) -> Scenario {
         }
     }
     s.add_observer();
+    s
+}
+
+/// The validator set changes every few heights, as governance changes it:
+/// validators join (nodes holding keys no set had yet), leave (and follow
+/// the chain without signing) and change power, no change moving more than
+/// a third of the power; meanwhile nodes crash and restart and, in half the
+/// runs, a partition cuts some off, all around the heights where the sets
+/// change. Every node ends alive, so each final set has its quorum.
+pub fn set_changes(n: usize, rng: &mut Rng) -> Scenario {
+    let mut s = Scenario::weighted("set_changes", n, rng);
+    let joiners = 2;
+    for key in n..n + joiners {
+        s.nodes.push(NodeSpec {
+            key: Some(key),
+            behavior: None,
+        });
+    }
+    s.add_observer();
+    s.target_height = 14;
+    let mut members: Vec<(usize, u64)> = s.powers.iter().copied().enumerate().collect();
+    let mut outside: Vec<usize> = (n..n + joiners).collect();
+    let mut height = rng.range(2, 4);
+    while height < s.target_height - 2 {
+        let total: u64 = members.iter().map(|(_, p)| p).sum();
+        let limit = (total / 3).max(1);
+        let mut next = members.clone();
+        match rng.index(3) {
+            0 if !outside.is_empty() => {
+                let key = outside.remove(rng.index(outside.len()));
+                next.push((key, rng.range(1, limit)));
+            }
+            1 if members.len() > 1 => {
+                // Only one that moves at most a third.
+                let small: Vec<usize> = (0..members.len())
+                    .filter(|i| 3 * members[*i].1 <= total)
+                    .collect();
+                if small.is_empty() {
+                    height += 1;
+                    continue;
+                }
+                let (key, _) = next.remove(small[rng.index(small.len())]);
+                outside.push(key);
+            }
+            _ => {
+                let i = rng.index(next.len());
+                let old = next[i].1;
+                let low = old.saturating_sub(limit).max(1);
+                next[i].1 = rng.range(low, old + limit);
+            }
+        }
+        s.set_changes.push((height, next.clone()));
+        members = next;
+        height += rng.range(1, 3);
+    }
+    // Faults while the sets change (heights come every ~50-300 ms).
+    for node in 0..s.nodes.len() {
+        if rng.chance(0.4) {
+            s.crash_restart
+                .push((node, rng.range(0, 2500), rng.range(20, 600)));
+        }
+    }
+    if rng.chance(0.5) {
+        let count = 1 + rng.index(s.nodes.len() / 2);
+        let side = rng.pick(s.nodes.len(), count);
+        s = partition(s, side, rng);
+    }
     s
 }
 

@@ -145,6 +145,7 @@ mod tests {
                 state_root: Hash::ZERO,
                 proposer: Address([tag; 20]),
                 validators_hash: Hash::ZERO,
+                next_validators_hash: Hash::ZERO,
                 last_commit_hash: Hash::ZERO,
             },
             txs: Vec::new(),

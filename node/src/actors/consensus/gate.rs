@@ -322,6 +322,7 @@ mod tests {
                     state_root: Hash::ZERO,
                     proposer,
                     validators_hash: Hash::ZERO,
+                    next_validators_hash: Hash::ZERO,
                     last_commit_hash: Hash::ZERO,
                 },
                 txs: vec![tx],

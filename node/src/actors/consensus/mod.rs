@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::FutureExt;
 use tally_consensus::{Action, Event, Timeout, ValidatorSet};
-use tally_ledger::{Address, Block, ChainTip, Hash};
+use tally_ledger::{Address, Block, ChainTip, Hash, Store};
 use tally_p2p::{MessageId, PeerId, Topic, Verdict};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -27,7 +28,9 @@ use crate::actors::ledger::{LedgerError, LedgerHandle, NewBlock};
 use crate::actors::mempool::MempoolHandle;
 use crate::actors::network::PeerView;
 use crate::actors::priority::Priority;
-use crate::chain::{Certificate, Consensus, Secp256k1, certificate_to_commit, validator_set_at};
+use crate::chain::{
+    Certificate, Consensus, Secp256k1, certificate_to_commit, consensus_set, validator_set_at,
+};
 use crate::metrics::{KindLabel, OutcomeLabel, ValidatorLabel};
 use crate::now_ms;
 use crate::signing;
@@ -86,7 +89,6 @@ enum Internal {
 #[derive(Debug)]
 pub struct Settings {
     pub chain_id: u64,
-    pub genesis_set: ValidatorSet<Address>,
     pub block_interval: Duration,
     pub max_block_txs: usize,
     pub max_block_bytes: usize,
@@ -110,6 +112,8 @@ pub struct Settings {
 pub struct Parts {
     pub machine: Consensus,
     pub me: Option<Address>,
+    /// The validator sets of the chain's heights are read here.
+    pub store: Arc<Store>,
     pub network: tally_p2p::Handle,
     pub ledger: LedgerHandle,
     pub mempool: MempoolHandle,
@@ -132,13 +136,25 @@ pub struct Parts {
 /// A request for [`ConsensusState`], answered by the driver.
 pub type StateQuery = oneshot::Sender<ConsensusState>;
 
-pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+pub fn spawn(
+    settings: Settings,
+    parts: Parts,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let first = parts.tip.height + 1;
+    let known = |height: u64| {
+        validator_set_at(&parts.store, height)?
+            .with_context(|| format!("the store holds no validator set of height {height}"))
+    };
+    let ((set, set_start), (next_set, _)) = (known(first)?, known(first + 1)?);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let max_blocks = max_cached_blocks(parts.machine.config().max_future_rounds);
     let actor = Actor {
         progress: Progress::default(),
-        set: settings.genesis_set.clone(),
-        next_set: settings.genesis_set.next_height(),
+        set,
+        set_start,
+        next_set,
+        in_set: None,
+        store: parts.store,
         settings,
         machine: parts.machine,
         me: parts.me,
@@ -159,13 +175,13 @@ pub fn spawn(settings: Settings, parts: Parts) -> tokio::task::JoinHandle<anyhow
         peers: parts.peers,
         missed_in_a_row: std::collections::HashMap::new(),
     };
-    tokio::spawn(actor.run(
+    Ok(tokio::spawn(actor.run(
         parts.tip,
         parts.inbox,
         internal_rx,
         parts.new_blocks,
         parts.queries,
-    ))
+    )))
 }
 
 struct Actor {
@@ -180,6 +196,11 @@ struct Actor {
     progress: Progress,
     set: ValidatorSet<Address>,
     next_set: ValidatorSet<Address>,
+    /// The first height `set` signs (its rotation restarted there).
+    set_start: u64,
+    /// Whether our key is in `set` (`None` before the first height).
+    in_set: Option<bool>,
+    store: Arc<Store>,
     /// Proposed blocks of the current and next height.
     blocks: BlockCache,
     /// Judges peers' messages before they are fed or forwarded.
@@ -324,15 +345,38 @@ impl Actor {
 
     async fn start_height(&mut self, height: u64) -> anyhow::Result<()> {
         let from = self.progress.height();
-        if !self.progress.start(height) {
+        if height <= from {
+            // Not a new height; this ends a wait for one no longer ahead.
+            self.progress.start(height);
             return Ok(());
         }
-        if from > 0 {
+        // Known once the block two below is committed, which is what
+        // starts a height: a missing set is a store fault.
+        let (Some(at), Some(next)) = (
+            self.store.validator_set_at(height)?,
+            self.store.validator_set_at(height + 1)?,
+        ) else {
+            error!(
+                height,
+                "the store holds no validator set for this height: not starting it"
+            );
+            return Ok(());
+        };
+        self.progress.start(height);
+        if at.start == self.set_start && from >= at.start {
             self.set.advance(height - from);
         } else {
-            self.set = validator_set_at(&self.settings.genesis_set, height);
+            self.set = consensus_set(&at.members)?;
+            self.set.advance(height - at.start);
+            self.set_start = at.start;
         }
-        self.next_set = self.set.next_height();
+        self.next_set = if next.start == at.start {
+            self.set.next_height()
+        } else {
+            // A new set signs from the next height: its rotation starts there.
+            consensus_set(&next.members)?
+        };
+        self.note_membership(height);
         self.last_progress = Instant::now();
         self.height_started = Instant::now();
         self.blocks.retain_from(height);
@@ -806,6 +850,23 @@ impl Actor {
             Some(tally_consensus::Step::Precommit) => 2,
             _ => 0,
         });
+    }
+
+    /// Says so when our key joins or leaves the set (a set change).
+    fn note_membership(&mut self, height: u64) {
+        let Some(me) = self.me else {
+            return;
+        };
+        let member = self.set.contains(&me);
+        match (self.in_set.replace(member), member) {
+            (Some(false), true) => {
+                info!(height, address = %me, "this node's key is in the validator set from this height: signing");
+            }
+            (Some(true), false) => {
+                warn!(height, address = %me, "this node's key left the validator set at this height: running as a full node");
+            }
+            _ => {}
+        }
     }
 
     /// The validator set of the height just started.

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use prometheus_client::metrics::histogram::Histogram;
+use tally_ledger::governance::ACTIVATION_DELAY;
 use tally_ledger::{Block, Commit, Store, VerifiedTransaction};
 use tally_p2p::PeerId;
 use tokio::sync::mpsc;
@@ -133,6 +134,15 @@ pub async fn fetch(
     );
     let recoverer = tokio::spawn(async move {
         while let Some((peer, block, commit)) = recover_rx.recv().await {
+            // A block's certificate is checked against the set of its
+            // height, which the store knows once it holds the block two
+            // below: the applier is at most that far behind.
+            while store.tip()?.height + ACTIVATION_DELAY < block.height() {
+                if to_apply.is_closed() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             let (store, params, recovery) = (store.clone(), params.clone(), recovery.clone());
             let checked = tokio::task::spawn_blocking(move || {
                 // Committed by consensus meanwhile: nothing to recover (the
@@ -143,7 +153,7 @@ pub async fn fetch(
                 // No signature work on a block before its certificate and
                 // body are checked: a peer's forged block costs us those
                 // few checks.
-                if let Err(e) = check_synced_block(&params, &block, &commit) {
+                if let Err(e) = check_synced_block(&params, &store, &block, &commit) {
                     return Checked::Invalid(peer, e.to_string());
                 }
                 let started = Instant::now();

@@ -468,6 +468,7 @@ mod tests {
                 state_root: Hash::ZERO,
                 proposer: Address([0; 20]),
                 validators_hash: Hash::ZERO,
+                next_validators_hash: Hash::ZERO,
                 last_commit_hash: Hash::ZERO,
             },
             txs: Vec::new(),

@@ -6,7 +6,11 @@
 //!    offers. An offer is kept only if its parts agree and the genesis
 //!    validators certified its header (a peer whose offer fails is banned);
 //!    the highest height wins, a couple of seconds after the first good
-//!    offer, so that a peer ahead of the rest gets heard.
+//!    offer, so that a peer ahead of the rest gets heard. An offer whose
+//!    header names a later validator set is passed over, not held against
+//!    its peer: this node cannot yet follow the set changes that lead to
+//!    it without their blocks (see docs/SECURITY.md), and replays blocks
+//!    instead.
 //! 2. **Chunks.** The snapshot is cut into `2^k` chunks ([`tally_ledger::snapshot`]);
 //!    they are fetched from every peer at once, at most [`PER_PEER`] per
 //!    peer and [`MAX_OUTSTANDING`] in all. Each is checked alone against
@@ -28,15 +32,19 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use tally_consensus::ValidatorSet;
+use tally_ledger::governance::validators_hash;
 use tally_ledger::snapshot::{SnapshotOffer, verify_chunk};
-use tally_ledger::{Hash, Store};
+use tally_ledger::{Address, Hash, Store};
 use tally_p2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::BAN;
 use crate::actors::ledger::{ChainParams, check_certificate};
+use crate::chain::consensus_set;
 use crate::metrics::NetworkMetrics;
 use crate::wire::{SyncRequest, SyncResponse, decode, encode};
 
@@ -136,14 +144,16 @@ pub async fn run(links: &Links, discovery: Duration) -> anyhow::Result<bool> {
 }
 
 /// Why an offer cannot be trusted: its parts disagree, or the genesis
-/// validators did not certify its header.
-fn check_offer(params: &ChainParams, offer: &SnapshotOffer) -> Result<(), String> {
+/// validators (`set`) did not certify its header.
+fn check_offer(
+    params: &ChainParams,
+    set: &ValidatorSet<Address>,
+    offer: &SnapshotOffer,
+) -> Result<(), String> {
     offer.check_shape(params.exec.chain_id)?;
-    if offer.header.validators_hash != params.validators_hash {
-        return Err("a header of another validator set".into());
-    }
     check_certificate(
-        params,
+        params.exec.chain_id,
+        set,
         &offer.commit,
         offer.info.height,
         &offer.header.hash(),
@@ -165,6 +175,13 @@ async fn discover(links: &Links, discovery: Duration) -> anyhow::Result<Option<S
     let mut certified: HashSet<(Hash, Hash)> = HashSet::new();
     let mut best: Option<SnapshotOffer> = None;
     let mut settle_at: Option<Instant> = None;
+    // An empty store knows the genesis set only.
+    let genesis = links
+        .store
+        .validator_set_at(1)?
+        .context("the genesis validator set")?;
+    let genesis_hash = validators_hash(&genesis.members);
+    let genesis_set = Arc::new(consensus_set(&genesis.members)?);
     loop {
         let now = Instant::now();
         if now >= deadline || settle_at.is_some_and(|at| now >= at) {
@@ -216,15 +233,20 @@ async fn discover(links: &Links, discovery: Duration) -> anyhow::Result<Option<S
                 // The shape always (it ties the offer's height, root and
                 // chunk count to the header); the signatures once per
                 // header and certificate.
+                if offer.header.validators_hash != genesis_hash {
+                    debug!(%peer, height = offer.info.height, "a snapshot of a later validator set: passed over");
+                    continue;
+                }
                 let checked = match offer.check_shape(links.params.exec.chain_id) {
                     Err(why) => Err(why),
                     Ok(()) if certified.contains(&(offer.header.hash(), offer.commit.hash())) => {
                         Ok(())
                     }
                     Ok(()) => {
-                        let params = links.params.clone();
+                        let (params, set) = (links.params.clone(), genesis_set.clone());
                         let checked = offer.clone();
-                        tokio::task::spawn_blocking(move || check_offer(&params, &checked)).await?
+                        tokio::task::spawn_blocking(move || check_offer(&params, &set, &checked))
+                            .await?
                     }
                 };
                 if let Err(why) = checked {

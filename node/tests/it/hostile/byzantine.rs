@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tally_consensus::{Proposal, Signed, Signer, Vote, VoteType};
 use tally_ledger::{Address, Block, Hash, Header, SecretKey, merkle_root};
-use tally_node::chain::{ValidatorSigner, validator_set, validator_set_at};
+use tally_node::chain::{ValidatorSigner, validator_set};
 use tally_node::wire::{ConsensusEnvelope, ConsensusMessage, encode};
 use tally_p2p::{Event, Topic};
 
@@ -47,6 +47,7 @@ impl Equivocator {
                 state_root: junk_hash(tag + 1),
                 proposer: self.me,
                 validators_hash: junk_hash(tag + 2),
+                next_validators_hash: junk_hash(tag + 2),
                 last_commit_hash: Hash::ZERO,
             },
             txs: Vec::new(),
@@ -137,7 +138,11 @@ impl Behaviour for Equivocator {
             }
         }
         // Two proposals when it is this round's proposer.
-        if validator_set_at(&self.set, height).proposer(round) == &self.me {
+        // The genesis set throughout (the attacked chain never changes it),
+        // its rotation advanced once per height.
+        let mut set = self.set.clone();
+        set.advance(height.saturating_sub(1));
+        if set.proposer(round) == &self.me {
             for side in 0..2 {
                 let proposal = self.proposal(height, round, self.n * 10 + side);
                 sent += send(a, self.n * 10 + side, proposal).await;
